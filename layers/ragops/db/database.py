@@ -1,0 +1,113 @@
+"""Connecting: pick the database, check pgvector, migrate, and open the pool."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from ragops.db.embedded import embedded_database_url
+from ragops.db.migrate import migrate
+from ragops.errors import DatabaseSetupError
+from ragops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIN_PGVECTOR = (0, 7)
+ITERATIVE_SCAN_PGVECTOR = (0, 8)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def ensure_pgvector(conn: psycopg.Connection) -> str:
+    """Create the vector extension if needed and allowed; return its version."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if row is None:
+        available = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone()
+        if available is None:
+            raise DatabaseSetupError(
+                "the pgvector extension is not installed on this PostgreSQL server; use a "
+                "server with pgvector >= 0.7 (RDS, Aurora, the pgvector/pgvector image) or "
+                "unset RAGOPS_DATABASE_URL to use the embedded PostgreSQL"
+            )
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            dbname = conn.info.dbname
+            raise DatabaseSetupError(
+                f"the database user {conn.info.user!r} may not create the pgvector extension; "
+                f"ask an administrator to run `CREATE EXTENSION vector;` in database {dbname!r}"
+            ) from exc
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    assert row is not None
+    version = str(row[0])
+    if _version_tuple(version) < MIN_PGVECTOR:
+        raise DatabaseSetupError(
+            f"pgvector {version} is too old; ragops needs >= 0.7 "
+            "(`ALTER EXTENSION vector UPDATE;` after upgrading the server package)"
+        )
+    return version
+
+
+@dataclass
+class Database:
+    """The connection pool and what ragops learned about the server when it connected."""
+
+    url: str
+    pool: ConnectionPool
+    pgvector_version: str
+
+    @property
+    def iterative_scan(self) -> bool:
+        return _version_tuple(self.pgvector_version) >= ITERATIVE_SCAN_PGVECTOR
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return embedded_database_url(settings.data_dir)
+
+
+def connect(settings: Settings) -> Database:
+    """Connect to the configured (or embedded) database, migrated and ready."""
+    url = resolve_database_url(settings)
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            version = ensure_pgvector(conn)
+            applied = migrate(conn)
+    except psycopg.OperationalError as exc:
+        raise DatabaseSetupError(f"cannot connect to the database: {exc}") from exc
+    for migration in applied:
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+    iterative = _version_tuple(version) >= ITERATIVE_SCAN_PGVECTOR
+    ef_search = settings.ef_search
+
+    def configure(conn: psycopg.Connection) -> None:
+        register_vector(conn)
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),))
+        if iterative:
+            # Filters apply after the HNSW scan; without iterative scans a selective
+            # filter silently returns fewer rows than asked for.
+            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+
+    pool = ConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        kwargs={"autocommit": True},
+        configure=configure,
+        check=ConnectionPool.check_connection,
+        open=True,
+        name="ragops",
+    )
+    return Database(url=url, pool=pool, pgvector_version=version)

@@ -1,0 +1,234 @@
+"""Documents and chunks: every write of a document and its chunks is one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ragops.ingest.document import Chunk
+
+DOCUMENT_COLUMNS = """id, collection, source, title, mime_type, size_bytes, sha256, etag,
+    source_mtime, status, error, metadata, embedding_model, chunk_count, created_at,
+    updated_at, ingested_at"""
+
+
+@dataclass
+class DocumentVersion:
+    """One version of a source, as ingest sees it before writing."""
+
+    collection: str
+    source: str
+    size_bytes: int
+    sha256: str | None = None
+    title: str | None = None
+    mime_type: str | None = None
+    etag: str | None = None
+    source_mtime: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DocumentRow:
+    id: uuid.UUID
+    collection: str
+    source: str
+    title: str | None
+    mime_type: str | None
+    size_bytes: int | None
+    sha256: str | None
+    etag: str | None
+    source_mtime: datetime | None
+    status: str
+    error: str | None
+    metadata: dict[str, Any]
+    embedding_model: str | None
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+    ingested_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, uuid.UUID):
+                value = str(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            out[key] = value
+        return out
+
+
+def _lock_source(conn: psycopg.Connection, collection: str, source: str) -> None:
+    """Serialize writers of one source (concurrent deliveries of the same object)."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{collection}\x1f{source}",)
+    )
+
+
+def find_document(conn: psycopg.Connection, collection: str, source: str) -> DocumentRow | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE collection = %s AND source = %s",
+            (collection, source),
+        ).fetchone()
+    return DocumentRow(**row) if row else None
+
+
+def get_document(conn: psycopg.Connection, document_id: uuid.UUID) -> DocumentRow | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = %s", (document_id,)
+        ).fetchone()
+    return DocumentRow(**row) if row else None
+
+
+def list_documents(
+    conn: psycopg.Connection,
+    collection: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DocumentRow]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"""SELECT {DOCUMENT_COLUMNS} FROM documents
+                WHERE (%(collection)s::text IS NULL OR collection = %(collection)s)
+                  AND (%(status)s::text IS NULL OR status = %(status)s)
+                ORDER BY collection, source
+                LIMIT %(limit)s OFFSET %(offset)s""",
+            {"collection": collection, "status": status, "limit": limit, "offset": offset},
+        ).fetchall()
+    return [DocumentRow(**row) for row in rows]
+
+
+def mark_pending(conn: psycopg.Connection, version: DocumentVersion) -> None:
+    """Record a new source as pending; an existing row keeps serving its last version."""
+    conn.execute(
+        """INSERT INTO documents (collection, source, size_bytes, status, metadata)
+           VALUES (%s, %s, %s, 'pending', %s)
+           ON CONFLICT (collection, source) DO NOTHING""",
+        (version.collection, version.source, version.size_bytes, Jsonb(version.metadata)),
+    )
+
+
+_UPSERT = """
+INSERT INTO documents AS d (collection, source, title, mime_type, size_bytes, sha256, etag,
+    source_mtime, status, error, metadata, embedding_model, chunk_count, ingested_at)
+VALUES (%(collection)s, %(source)s, %(title)s, %(mime_type)s, %(size_bytes)s, %(sha256)s,
+    %(etag)s, %(source_mtime)s, %(status)s, %(error)s, %(metadata)s, %(embedding_model)s,
+    %(chunk_count)s, CASE WHEN %(status)s = 'ready' THEN now() END)
+ON CONFLICT (collection, source) DO UPDATE SET
+    title = EXCLUDED.title, mime_type = EXCLUDED.mime_type, size_bytes = EXCLUDED.size_bytes,
+    sha256 = EXCLUDED.sha256, etag = EXCLUDED.etag, source_mtime = EXCLUDED.source_mtime,
+    status = EXCLUDED.status, error = EXCLUDED.error, metadata = EXCLUDED.metadata,
+    embedding_model = EXCLUDED.embedding_model, chunk_count = EXCLUDED.chunk_count,
+    ingested_at = coalesce(EXCLUDED.ingested_at, d.ingested_at), updated_at = now()
+RETURNING id
+"""
+
+_COPY_CHUNKS = """COPY chunks (document_id, collection, ordinal, content, token_count, page,
+    heading, embedding) FROM STDIN (FORMAT BINARY)"""
+
+
+def _upsert(
+    conn: psycopg.Connection,
+    version: DocumentVersion,
+    status: str,
+    error: str | None,
+    embedding_model: str | None,
+    chunk_count: int,
+) -> uuid.UUID:
+    params = {
+        **version.__dict__,
+        "metadata": Jsonb(version.metadata),
+        "status": status,
+        "error": error,
+        "embedding_model": embedding_model,
+        "chunk_count": chunk_count,
+    }
+    row = conn.execute(_UPSERT, params).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def save_ready(
+    conn: psycopg.Connection,
+    version: DocumentVersion,
+    chunks: Sequence[Chunk],
+    vectors: npt.NDArray[np.float32],
+    embedding_model: str,
+) -> uuid.UUID:
+    """Replace the document's chunks with these, atomically: readers see old or new, never half."""
+    with conn.transaction():
+        _lock_source(conn, version.collection, version.source)
+        document_id = _upsert(conn, version, "ready", None, embedding_model, len(chunks))
+        conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+        with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
+            copy.set_types(["uuid", "text", "int4", "text", "int4", "int4", "text", "vector"])
+            for chunk, vector in zip(chunks, vectors, strict=True):
+                copy.write_row(
+                    (
+                        document_id,
+                        version.collection,
+                        chunk.ordinal,
+                        chunk.content,
+                        chunk.token_count,
+                        chunk.page,
+                        chunk.heading,
+                        vector,
+                    )
+                )
+    return document_id
+
+
+def save_failed(conn: psycopg.Connection, version: DocumentVersion, error: str) -> uuid.UUID:
+    """Record why the current version failed; its stale chunks go, so none can be served."""
+    with conn.transaction():
+        _lock_source(conn, version.collection, version.source)
+        document_id = _upsert(conn, version, "failed", error, None, 0)
+        conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
+    return document_id
+
+
+def touch_unchanged(
+    conn: psycopg.Connection, document_id: uuid.UUID, version: DocumentVersion
+) -> None:
+    """Same content seen again (a new mtime or ETag): remember it, keep the chunks."""
+    conn.execute(
+        """UPDATE documents SET source_mtime = %s, etag = coalesce(%s, etag), updated_at = now()
+           WHERE id = %s""",
+        (version.source_mtime, version.etag, document_id),
+    )
+
+
+def delete_document(conn: psycopg.Connection, document_id: uuid.UUID) -> bool:
+    """Delete a document and (by cascade) its chunks; False when there was none."""
+    with conn.transaction():
+        row = conn.execute(
+            "DELETE FROM documents WHERE id = %s RETURNING id", (document_id,)
+        ).fetchone()
+    return row is not None
+
+
+def delete_by_source(conn: psycopg.Connection, collection: str, source: str) -> bool:
+    with conn.transaction():
+        _lock_source(conn, collection, source)
+        row = conn.execute(
+            "DELETE FROM documents WHERE collection = %s AND source = %s RETURNING id",
+            (collection, source),
+        ).fetchone()
+    return row is not None
+
+
+def status_counts(conn: psycopg.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
+    return {str(status): int(count) for status, count in rows}

@@ -1,0 +1,51 @@
+"""Typed errors; each message tells the user what to fix."""
+
+from __future__ import annotations
+
+
+class RagopsError(Exception):
+    """Base class for every error ragops raises on purpose."""
+
+
+class ConfigurationError(RagopsError):
+    """The service is configured in a way that cannot work."""
+
+
+class ModelsNotBuiltError(ConfigurationError):
+    """The ONNX models are missing or do not match their manifest."""
+
+
+class DatabaseSetupError(ConfigurationError):
+    """The database lacks something ragops needs (pgvector, privileges)."""
+
+
+class StoreModelMismatchError(ConfigurationError):
+    """The store was embedded with another model than the one configured."""
+
+
+class IngestError(RagopsError):
+    """A file could not be ingested; the message names the reason."""
+
+
+class UnsupportedFileTypeError(IngestError):
+    pass
+
+
+class FileTooLargeError(IngestError):
+    pass
+
+
+class ParseError(IngestError):
+    pass
+
+
+class EmptyDocumentError(IngestError):
+    pass
+
+
+class NotFoundError(RagopsError):
+    """A document or collection that does not exist."""
+
+
+class InvalidQueryError(RagopsError):
+    """A search request that cannot be answered as asked."""

@@ -1,0 +1,226 @@
+"""Ingest: fetch -> parse -> chunk -> embed -> one transaction per document."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from ragops.db import documents
+from ragops.db.database import Database
+from ragops.db.documents import DocumentRow, DocumentVersion
+from ragops.errors import FileTooLargeError, IngestError
+from ragops.ingest.chunk import ChunkingPolicy, WordPieceCounter, chunk_sections
+from ragops.ingest.document import Chunk
+from ragops.ingest.parse import mime_type_for, parse_document
+from ragops.models import Models
+from ragops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ingested", "unchanged", "failed"]
+# Chunks embedded together across small files: big enough for length bucketing to pay.
+EMBED_GROUP_CHUNKS = 256
+
+
+@dataclass
+class IngestOutcome:
+    source: str
+    status: Status
+    document_id: uuid.UUID | None = None
+    chunks: int = 0
+    bytes: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Prepared:
+    version: DocumentVersion
+    chunks: list[Chunk]
+    started: float
+    existing: DocumentRow | None = field(default=None)
+
+
+def file_source(path: Path) -> str:
+    """The source URI a local file is stored under."""
+    return path.resolve().as_uri()
+
+
+def discover_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, and files under directories named (recursively, hidden ones skipped)."""
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        yield Path(root) / name
+        else:
+            yield path
+
+
+class Ingestor:
+    """Ingests sources into the store; each source succeeds or fails on its own."""
+
+    def __init__(self, db: Database, models: Models, settings: Settings):
+        self.db = db
+        self.models = models
+        self.settings = settings
+        self.policy = ChunkingPolicy(
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap,
+            max_tokens=models.manifest.embedder.max_seq_length,
+        )
+
+    def ingest_paths(self, paths: Iterable[Path], collection: str) -> Iterator[IngestOutcome]:
+        """Ingest local files, embedding small files' chunks together."""
+        group: list[_Prepared] = []
+        for path in paths:
+            prepared = self._prepare_path(path, collection)
+            if isinstance(prepared, IngestOutcome):
+                yield prepared
+                continue
+            group.append(prepared)
+            if sum(len(p.chunks) for p in group) >= EMBED_GROUP_CHUNKS:
+                yield from self._embed_and_save(group)
+                group = []
+        yield from self._embed_and_save(group)
+
+    def ingest_bytes(self, data: bytes, version: DocumentVersion, name: str) -> IngestOutcome:
+        """Ingest one source whose bytes are already fetched (an S3 object, an upload)."""
+        started = time.perf_counter()
+        with self.db.pool.connection() as conn:
+            existing = documents.find_document(conn, version.collection, version.source)
+        prepared = self._prepare_bytes(data, version, name, existing, started)
+        if isinstance(prepared, IngestOutcome):
+            return prepared
+        return next(iter(self._embed_and_save([prepared])))
+
+    def _prepare_path(self, path: Path, collection: str) -> _Prepared | IngestOutcome:
+        started = time.perf_counter()
+        source = file_source(path)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            return IngestOutcome(source, "failed", error=f"cannot read file: {exc.strerror}")
+        version = DocumentVersion(
+            collection=collection,
+            source=source,
+            size_bytes=stat.st_size,
+            source_mtime=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        )
+        with self.db.pool.connection() as conn:
+            existing = documents.find_document(conn, collection, source)
+        if self._unchanged_by_stat(existing, version):
+            assert existing is not None
+            return IngestOutcome(source, "unchanged", existing.id, existing.chunk_count)
+        try:
+            self._check_size(version.size_bytes)
+            mime_type_for(path.name)
+            data = path.read_bytes()
+        except IngestError as exc:
+            return self._fail(version, str(exc), started)
+        except OSError as exc:
+            return self._fail(version, f"cannot read file: {exc.strerror}", started)
+        return self._prepare_bytes(data, version, path.name, existing, started)
+
+    def _prepare_bytes(
+        self,
+        data: bytes,
+        version: DocumentVersion,
+        name: str,
+        existing: DocumentRow | None,
+        started: float,
+    ) -> _Prepared | IngestOutcome:
+        version.size_bytes = len(data)
+        version.sha256 = hashlib.sha256(data).hexdigest()
+        if self._unchanged_by_content(existing, version):
+            assert existing is not None
+            with self.db.pool.connection() as conn:
+                documents.touch_unchanged(conn, existing.id, version)
+            return IngestOutcome(version.source, "unchanged", existing.id, existing.chunk_count)
+        try:
+            self._check_size(len(data))
+            parsed = parse_document(data, name)
+            counter = WordPieceCounter(self.models.embedder.tokenizer)
+            chunks = chunk_sections(parsed.sections, counter, self.policy)
+        except IngestError as exc:
+            return self._fail(version, str(exc), started)
+        except Exception as exc:  # a parser bug on one file must not stop the batch
+            log.exception("unexpected error parsing %s", version.source)
+            return self._fail(version, f"could not parse: {type(exc).__name__}: {exc}", started)
+        version.title = version.title or parsed.title
+        version.mime_type = parsed.mime_type
+        if existing is None:
+            with self.db.pool.connection() as conn:
+                documents.mark_pending(conn, version)
+        return _Prepared(version, chunks, started, existing)
+
+    def _embed_and_save(self, group: list[_Prepared]) -> Iterator[IngestOutcome]:
+        if not group:
+            return
+        texts = [chunk.embedding_text for item in group for chunk in item.chunks]
+        vectors = self.models.embedder.embed(texts, batch_size=self.settings.embed_batch_size)
+        offset = 0
+        for item in group:
+            item_vectors = vectors[offset : offset + len(item.chunks)]
+            offset += len(item.chunks)
+            with self.db.pool.connection() as conn:
+                document_id = documents.save_ready(
+                    conn, item.version, item.chunks, item_vectors, self.models.embedder_id
+                )
+            yield IngestOutcome(
+                item.version.source,
+                "ingested",
+                document_id,
+                chunks=len(item.chunks),
+                bytes=item.version.size_bytes,
+                seconds=time.perf_counter() - item.started,
+            )
+
+    def _check_size(self, size: int) -> None:
+        limit = self.settings.max_file_bytes
+        if size > limit:
+            raise FileTooLargeError(
+                f"file is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit "
+                "(RAGOPS_MAX_FILE_BYTES)"
+            )
+
+    def _unchanged_by_stat(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
+        return (
+            existing is not None
+            and existing.status == "ready"
+            and existing.embedding_model == self.models.embedder_id
+            and existing.size_bytes == version.size_bytes
+            and existing.source_mtime == version.source_mtime
+        )
+
+    def _unchanged_by_content(
+        self, existing: DocumentRow | None, version: DocumentVersion
+    ) -> bool:
+        return (
+            existing is not None
+            and existing.status == "ready"
+            and existing.embedding_model == self.models.embedder_id
+            and existing.sha256 == version.sha256
+        )
+
+    def _fail(self, version: DocumentVersion, reason: str, started: float) -> IngestOutcome:
+        with self.db.pool.connection() as conn:
+            document_id = documents.save_failed(conn, version, reason)
+        return IngestOutcome(
+            version.source,
+            "failed",
+            document_id,
+            bytes=version.size_bytes,
+            error=reason,
+            seconds=time.perf_counter() - started,
+        )

@@ -1,0 +1,86 @@
+"""Sentence embeddings from the exported ONNX graph, batched by length to avoid padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ragops.errors import ModelsNotBuiltError
+from ragops.models.manifest import EmbedderSpec
+from ragops.models.runtime import load_tokenizer, open_session
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder:
+    """Turns texts into unit-length vectors with the manifest's embedding model."""
+
+    def __init__(self, model_dir: Path, spec: EmbedderSpec, variant: str, threads: int = 0):
+        if variant not in spec.variants:
+            raise ModelsNotBuiltError(
+                f"embedder variant {variant!r} was not built (have: {sorted(spec.variants)}); "
+                "set RAGOPS_EMBEDDER_VARIANT or rebuild with `ragops models build`"
+            )
+        self.spec = spec
+        self.variant = variant
+        self.model_id = f"{spec.id}@{variant}"
+        self.dimension = spec.dimension
+        self.max_tokens = spec.max_seq_length
+        self.tokenizer = load_tokenizer(model_dir, spec.tokenizer)
+        self._session = open_session(model_dir, spec.variants[variant].model, threads)
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._cls_id = self.tokenizer.token_to_id("[CLS]")
+        self._sep_id = self.tokenizer.token_to_id("[SEP]")
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of `text`, special tokens excluded."""
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
+        """One normalized vector per text, in input order."""
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        body = self.max_tokens - 2
+        ids = [enc.ids[:body] for enc in encodings]
+        # Sorting by length makes each batch pad to nearly its own length.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            out[batch] = self._run([ids[i] for i in batch])
+        return out
+
+    def embed_query(self, text: str) -> Vectors:
+        return self.embed([self.spec.query_prefix + text])[0]
+
+    def _run(self, pieces: list[list[int]]) -> Vectors:
+        width = max(len(p) for p in pieces) + 2
+        input_ids = np.zeros((len(pieces), width), dtype=np.int64)
+        mask = np.zeros((len(pieces), width), dtype=np.int64)
+        for row, body in enumerate(pieces):
+            seq = [self._cls_id, *body, self._sep_id]
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (vectors,) = self._session.run([self.spec.output], feeds)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim == 3:
+            vectors = self._pool(vectors, mask)
+        if self.spec.normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+        return vectors
+
+    def _pool(self, token_vectors: Vectors, mask: npt.NDArray[np.int64]) -> Vectors:
+        """Pool a graph that returns per-token vectors (e.g. a plain BERT export)."""
+        if self.spec.pooling == "cls":
+            return token_vectors[:, 0, :]
+        weights = mask[:, :, None].astype(np.float32)
+        summed = (token_vectors * weights).sum(axis=1)
+        return summed / np.maximum(weights.sum(axis=1), 1.0)

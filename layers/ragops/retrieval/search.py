@@ -1,0 +1,162 @@
+"""Search: embed the query, run the hybrid SQL, rerank the fused candidates."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from ragops.db.database import Database
+from ragops.errors import InvalidQueryError
+from ragops.ingest.document import embedding_text
+from ragops.models import Models
+from ragops.models.reranker import relevance
+from ragops.retrieval.sql import SearchFilters, search_statement
+from ragops.settings import SearchMode, Settings
+
+_NEGATED_TERM = re.compile(r"(?:^|\s)-\w")
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "lexical")
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    top_k: int
+    mode: SearchMode
+    rerank: bool
+    filters: SearchFilters = field(default_factory=SearchFilters)
+
+
+@dataclass
+class SearchResult:
+    document_id: uuid.UUID
+    source: str
+    title: str | None
+    chunk_id: int
+    ordinal: int
+    page: int | None
+    heading: str | None
+    content: str
+    score: float
+    scores: dict[str, float | int | None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "document_id": str(self.document_id),
+            "source": self.source,
+            "title": self.title,
+            "chunk_id": self.chunk_id,
+            "ordinal": self.ordinal,
+            "page": self.page,
+            "heading": self.heading,
+            "content": self.content,
+            "score": self.score,
+            "scores": self.scores,
+        }
+
+
+@dataclass
+class SearchResponse:
+    results: list[SearchResult]
+    timings_ms: dict[str, float]
+
+
+class Searcher:
+    def __init__(self, db: Database, models: Models, settings: Settings):
+        self.db = db
+        self.models = models
+        self.settings = settings
+
+    def request(
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: str | None = None,
+        rerank: bool | None = None,
+        filters: SearchFilters | None = None,
+    ) -> SearchRequest:
+        """A validated request, defaults filled from settings."""
+        query = query.strip()
+        if not query:
+            raise InvalidQueryError("the query is empty")
+        mode = mode or self.settings.search_mode
+        if mode not in SEARCH_MODES:
+            raise InvalidQueryError(f"unknown mode {mode!r}; use one of {', '.join(SEARCH_MODES)}")
+        top_k = self.settings.top_k if top_k is None else top_k
+        if not 1 <= top_k <= 100:
+            raise InvalidQueryError(f"top_k must be between 1 and 100, got {top_k}")
+        return SearchRequest(
+            query=query,
+            top_k=top_k,
+            mode=mode,  # type: ignore[arg-type]
+            rerank=self.settings.rerank if rerank is None else rerank,
+            filters=filters or SearchFilters(collection=self.settings.default_collection),
+        )
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        params: dict[str, Any] = {
+            "query": request.query,
+            "match_all": bool(_NEGATED_TERM.search(request.query)),
+            "candidates": max(self.settings.candidates, request.top_k),
+            "rrf_k": self.settings.rrf_k,
+        }
+        if request.mode != "lexical":
+            params["embedding"] = self.models.embedder.embed_query(request.query)
+        timings["embed"] = _ms_since(started)
+
+        fetch = max(request.top_k, self.settings.rerank_candidates if request.rerank else 0)
+        statement, filter_params = search_statement(request.mode, request.filters)
+        params.update(filter_params, limit=fetch)
+        t = time.perf_counter()
+        with self.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(statement, params).fetchall()
+        timings["retrieve"] = _ms_since(t)
+
+        results = [_result(row, request.mode) for row in rows]
+        if request.rerank and results:
+            t = time.perf_counter()
+            results = self._rerank(request.query, results)
+            timings["rerank"] = _ms_since(t)
+        timings["total"] = _ms_since(started)
+        return SearchResponse(results[: request.top_k], timings)
+
+    def _rerank(self, query: str, results: list[SearchResult]) -> list[SearchResult]:
+        passages = [embedding_text(r.heading, r.content) for r in results]
+        logits = self.models.reranker.score(
+            query, passages, max_tokens=self.settings.rerank_max_tokens
+        )
+        for result, logit, prob in zip(results, logits, relevance(logits), strict=True):
+            result.scores["rerank"] = float(logit)
+            result.score = float(prob)
+        return sorted(results, key=lambda r: r.score, reverse=True)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+def _result(row: dict[str, Any], mode: SearchMode) -> SearchResult:
+    scores: dict[str, float | int | None] = {}
+    for key in ("rrf", "vector_score", "vector_rank", "lexical_score", "lexical_rank"):
+        if key in row:
+            value = row[key]
+            scores[key] = None if value is None else (int(value) if key.endswith("rank") else float(value))
+    primary = {"hybrid": "rrf", "vector": "vector_score", "lexical": "lexical_score"}[mode]
+    return SearchResult(
+        document_id=row["document_id"],
+        source=row["source"],
+        title=row["title"],
+        chunk_id=int(row["chunk_id"]),
+        ordinal=int(row["ordinal"]),
+        page=row["page"],
+        heading=row["heading"],
+        content=row["content"],
+        score=float(scores[primary] or 0.0),
+        scores=scores,
+    )

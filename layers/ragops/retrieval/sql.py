@@ -1,0 +1,120 @@
+"""Search SQL: a vector leg (HNSW), a full-text leg, and their RRF fusion, in one statement.
+
+Each leg returns its best `candidates` rows with their rank; hybrid fuses the legs with
+reciprocal rank fusion, score = sum over legs of 1 / (rrf_k + rank).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+
+from ragops.settings import SearchMode
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    collection: str = "default"
+    source_prefix: str | None = None
+    document_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def filter_clause(filters: SearchFilters) -> tuple[sql.Composable, dict[str, Any]]:
+    """WHERE conditions over chunks `c` joined to documents `d`, with their parameters."""
+    from psycopg.types.json import Jsonb
+
+    conditions = [sql.SQL("c.collection = %(collection)s"), sql.SQL("d.status = 'ready'")]
+    params: dict[str, Any] = {"collection": filters.collection}
+    if filters.source_prefix:
+        conditions.append(sql.SQL("d.source LIKE %(source_like)s"))
+        params["source_like"] = _escape_like(filters.source_prefix) + "%"
+    if filters.document_id:
+        conditions.append(sql.SQL("c.document_id = %(document_id)s::uuid"))
+        params["document_id"] = filters.document_id
+    if filters.metadata:
+        conditions.append(sql.SQL("d.metadata @> %(metadata)s"))
+        params["metadata"] = Jsonb(filters.metadata)
+    return sql.SQL(" AND ").join(conditions), params
+
+
+_VECTOR_LEG = """
+vector_leg AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank, 1 - distance AS score
+    FROM (
+        SELECT c.id, c.embedding <=> %(embedding)s AS distance
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+        WHERE {filters}
+        ORDER BY c.embedding <=> %(embedding)s
+        LIMIT %(candidates)s
+    ) nearest
+)"""
+
+# Plain questions match any of their terms (ranked by cover density); a query that
+# negates a term (`-term`) keeps web-search semantics, where every term is required.
+_LEXICAL_LEG = """
+lexical_leg AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score
+    FROM (
+        SELECT c.id, ts_rank_cd(c.tsv, query, 1) AS score
+        FROM chunks c JOIN documents d ON d.id = c.document_id,
+             (SELECT CASE WHEN %(match_all)s THEN q
+                          ELSE replace(q::text, ' & ', ' | ')::tsquery END AS query
+              FROM websearch_to_tsquery('english', %(query)s) AS q) AS terms
+        WHERE c.tsv @@ query AND {filters}
+        ORDER BY score DESC
+        LIMIT %(candidates)s
+    ) matches
+)"""
+
+_SELECT = """
+SELECT r.id AS chunk_id, c.document_id, c.ordinal, c.content, c.page, c.heading,
+       c.token_count, d.source, d.title, {columns}
+FROM {ranked} r
+JOIN chunks c ON c.id = r.id
+JOIN documents d ON d.id = c.document_id
+ORDER BY {order}
+LIMIT %(limit)s"""
+
+_FUSED = """
+fused AS (
+    SELECT coalesce(v.id, l.id) AS id,
+           coalesce(1.0 / (%(rrf_k)s + v.rank), 0.0)
+             + coalesce(1.0 / (%(rrf_k)s + l.rank), 0.0) AS rrf,
+           v.rank AS vector_rank, v.score AS vector_score,
+           l.rank AS lexical_rank, l.score AS lexical_score
+    FROM vector_leg v FULL OUTER JOIN lexical_leg l ON l.id = v.id
+)"""
+
+
+def search_statement(mode: SearchMode, filters: SearchFilters) -> tuple[sql.Composed, dict[str, Any]]:
+    """The statement for `mode` and the filter parameters it needs."""
+    where, params = filter_clause(filters)
+    if mode == "vector":
+        ctes = [_VECTOR_LEG]
+        ranked = "vector_leg"
+        columns = "r.rank AS vector_rank, r.score AS vector_score"
+        order = "r.rank"
+    elif mode == "lexical":
+        ctes = [_LEXICAL_LEG]
+        ranked = "lexical_leg"
+        columns = "r.rank AS lexical_rank, r.score AS lexical_score"
+        order = "r.rank"
+    else:
+        ctes = [_VECTOR_LEG, _LEXICAL_LEG, _FUSED]
+        ranked = "fused"
+        columns = (
+            "r.rrf, r.vector_rank, r.vector_score, r.lexical_rank, r.lexical_score"
+        )
+        order = "r.rrf DESC, r.id"
+    text = "WITH " + ",".join(ctes) + _SELECT.format(
+        columns=columns, ranked=ranked, order=order, filters="{filters}"
+    )
+    statement = sql.SQL(text).format(filters=where)  # type: ignore[arg-type]
+    return statement, params

