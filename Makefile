@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 models: $(STAMP)
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops models build
 
+# The whole stack on this machine: embedded PostgreSQL, moto S3/SQS, ingest worker, API.
 run: install
-	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops demo
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops dev --seed samples/docs
 
 test: install
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest
@@ -35,6 +36,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+.PHONY: validate-template
+# The SAM template, offline: sam's own lint, then the real SAM transform + cfn-lint on its output.
+validate-template: $(STAMP)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint -t template.yaml
+	$(BIN)/python infra/validate_template.py
 
 bench: install
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/run.py

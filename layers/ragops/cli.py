@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     reembed = commands.add_parser("reembed", help="re-embed every chunk with the configured model")
     reembed.set_defaults(run=_reembed)
 
+    from ragops.dev.commands import add_commands
+
+    add_commands(commands)
+
     demo = commands.add_parser("demo", help="ingest the sample documents and ask a question")
     demo.add_argument("question", nargs="?", default=SAMPLE_QUESTION)
     demo.set_defaults(run=_demo)
@@ -193,7 +197,9 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
     for rank, result in enumerate(response.results, start=1):
         where = f" p.{result.page}" if result.page else ""
         heading = f" § {result.heading}" if result.heading else ""
-        print(f"[{rank}] {result.score:.3f}  {result.title or ''} ({result.source}{where}){heading}")
+        print(
+            f"[{rank}] {result.score:.3f}  {result.title or ''} ({result.source}{where}){heading}"
+        )
         print("    " + " ".join(result.content.split())[:300])
     return 0
 

@@ -43,6 +43,10 @@ class EmptyDocumentError(IngestError):
     pass
 
 
+class StaleVersionError(IngestError):
+    """A newer version of the source is already stored; this one is dropped."""
+
+
 class NotFoundError(RagopsError):
     """A document or collection that does not exist."""
 

@@ -19,22 +19,30 @@ class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
+        self._db: Database | None = None
 
     @cached_property
     def models(self) -> Models:
         return Models.from_settings(self.settings)
 
-    @cached_property
+    @property
     def db(self) -> Database:
-        with self._lock:
-            db = connect(self.settings)
-            try:
-                with db.pool.connection() as conn:
-                    check_store_model(conn, self.models.embedder_id, self.models.dimension)
-            except BaseException:
-                db.close()
-                raise
-            return db
+        """The pool, opened (and the store's model checked) by the first caller only."""
+        if self._db is None:
+            with self._lock:
+                if self._db is None:
+                    self._db = self._open_database()
+        return self._db
+
+    def _open_database(self) -> Database:
+        db = connect(self.settings)
+        try:
+            with db.pool.connection() as conn:
+                check_store_model(conn, self.models.embedder_id, self.models.dimension)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -44,6 +52,11 @@ class Service:
     def searcher(self) -> Searcher:
         return Searcher(self.db, self.models, self.settings)
 
+    @property
+    def db_open(self) -> bool:
+        return self._db is not None
+
     def close(self) -> None:
-        if "db" in self.__dict__:
-            self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=4, ge=1)
 
+    database_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret (RDS JSON) holding the database login."
+    )
+
+    # AWS (endpoints are for local stacks: moto or LocalStack)
+    s3_endpoint_url: str | None = None
+    sqs_endpoint_url: str | None = None
+    ingest_queue_url: str | None = None
+    api_base_path: str | None = Field(
+        default=None, description="A named API Gateway stage, stripped from request paths."
+    )
+    max_query_chars: int = Field(default=2000, ge=1)
+
     # Models
     model_dir: Path | None = Field(
         default=None, description="Built ONNX models; default <data_dir>/models."

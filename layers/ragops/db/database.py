@@ -45,7 +45,9 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
                 f"the database user {conn.info.user!r} may not create the pgvector extension; "
                 f"ask an administrator to run `CREATE EXTENSION vector;` in database {dbname!r}"
             ) from exc
-        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        row = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
     assert row is not None
     version = str(row[0])
     if _version_tuple(version) < MIN_PGVECTOR:

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ragops.errors import StaleVersionError
 from ragops.ingest.document import Chunk
 
 DOCUMENT_COLUMNS = """id, collection, source, title, mime_type, size_bytes, sha256, etag,
@@ -34,6 +35,9 @@ class DocumentVersion:
     etag: str | None = None
     source_mtime: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # S3 LastModified only grows per key, so an older one is a late, superseded delivery.
+    # A local file's mtime can go back (a restored backup), so it is not compared.
+    reject_older: bool = False
 
 
 @dataclass
@@ -72,6 +76,21 @@ def _lock_source(conn: psycopg.Connection, collection: str, source: str) -> None
     conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{collection}\x1f{source}",)
     )
+
+
+def _lock_version(conn: psycopg.Connection, version: DocumentVersion) -> None:
+    """Lock the source; refuse a version older than the stored one when versions are ordered."""
+    _lock_source(conn, version.collection, version.source)
+    if not version.reject_older or version.source_mtime is None:
+        return
+    row = conn.execute(
+        "SELECT source_mtime FROM documents WHERE collection = %s AND source = %s",
+        (version.collection, version.source),
+    ).fetchone()
+    if row is not None and row[0] is not None and row[0] > version.source_mtime:
+        raise StaleVersionError(
+            f"{version.source}: a newer version (modified {row[0].isoformat()}) is already stored"
+        )
 
 
 def find_document(conn: psycopg.Connection, collection: str, source: str) -> DocumentRow | None:
@@ -169,7 +188,7 @@ def save_ready(
 ) -> uuid.UUID:
     """Replace the document's chunks with these, atomically: readers see old or new, never half."""
     with conn.transaction():
-        _lock_source(conn, version.collection, version.source)
+        _lock_version(conn, version)
         document_id = _upsert(conn, version, "ready", None, embedding_model, len(chunks))
         conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
         with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
@@ -193,10 +212,29 @@ def save_ready(
 def save_failed(conn: psycopg.Connection, version: DocumentVersion, error: str) -> uuid.UUID:
     """Record why the current version failed; its stale chunks go, so none can be served."""
     with conn.transaction():
-        _lock_source(conn, version.collection, version.source)
+        _lock_version(conn, version)
         document_id = _upsert(conn, version, "failed", error, None, 0)
         conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
     return document_id
+
+
+def save_write_failed(conn: psycopg.Connection, version: DocumentVersion, error: str) -> uuid.UUID:
+    """Record a version whose chunks could not be written (the model or database failed).
+
+    A ready document keeps serving its last good version and notes the error; the next
+    ingest retries. Anything else is marked failed, like a file that cannot be parsed.
+    """
+    with conn.transaction():
+        _lock_source(conn, version.collection, version.source)
+        row = conn.execute(
+            """UPDATE documents SET error = %s, updated_at = now()
+               WHERE collection = %s AND source = %s AND status = 'ready'
+               RETURNING id""",
+            (error, version.collection, version.source),
+        ).fetchone()
+        if row is not None:
+            return uuid.UUID(str(row[0]))
+        return save_failed(conn, version, error)
 
 
 def touch_unchanged(
@@ -204,7 +242,8 @@ def touch_unchanged(
 ) -> None:
     """Same content seen again (a new mtime or ETag): remember it, keep the chunks."""
     conn.execute(
-        """UPDATE documents SET source_mtime = %s, etag = coalesce(%s, etag), updated_at = now()
+        """UPDATE documents SET source_mtime = coalesce(%s, source_mtime),
+                  etag = coalesce(%s, etag), updated_at = now()
            WHERE id = %s""",
         (version.source_mtime, version.etag, document_id),
     )
@@ -232,3 +271,10 @@ def delete_by_source(conn: psycopg.Connection, collection: str, source: str) -> 
 def status_counts(conn: psycopg.Connection) -> dict[str, int]:
     rows = conn.execute("SELECT status, count(*) FROM documents GROUP BY status").fetchall()
     return {str(status): int(count) for status, count in rows}
+
+
+def collection_exists(conn: psycopg.Connection, collection: str) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM documents WHERE collection = %s)", (collection,)
+    ).fetchone()
+    return bool(row and row[0])

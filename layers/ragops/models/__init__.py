@@ -34,9 +34,7 @@ class Models:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return Embedder(
-            self.model_dir, self.manifest.embedder, self.embedder_variant, self.threads
-        )
+        return Embedder(self.model_dir, self.manifest.embedder, self.embedder_variant, self.threads)
 
     @cached_property
     def reranker(self) -> Reranker:

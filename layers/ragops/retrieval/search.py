@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -18,7 +18,8 @@ from ragops.models.reranker import relevance
 from ragops.retrieval.sql import SearchFilters, search_statement
 from ragops.settings import SearchMode, Settings
 
-_NEGATED_TERM = re.compile(r"(?:^|\s)-\w")
+# websearch_to_tsquery negates a word or a quoted phrase after a leading `-`.
+_NEGATED_TERM = re.compile(r'(?:^|\s)-[\w"]')
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "lexical")
 
 
@@ -89,12 +90,15 @@ class Searcher:
         top_k = self.settings.top_k if top_k is None else top_k
         if not 1 <= top_k <= 100:
             raise InvalidQueryError(f"top_k must be between 1 and 100, got {top_k}")
+        filters = filters or SearchFilters(collection=self.settings.default_collection)
+        if filters.document_id:
+            filters = replace(filters, document_id=_document_id(filters.document_id))
         return SearchRequest(
             query=query,
             top_k=top_k,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             rerank=self.settings.rerank if rerank is None else rerank,
-            filters=filters or SearchFilters(collection=self.settings.default_collection),
+            filters=filters,
         )
 
     def search(self, request: SearchRequest) -> SearchResponse:
@@ -137,6 +141,14 @@ class Searcher:
         return sorted(results, key=lambda r: r.score, reverse=True)
 
 
+def _document_id(text: str) -> str:
+    """The canonical form of a document id, or a clear error instead of a database one."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidQueryError(f"{text!r} is not a document id (a UUID)") from None
+
+
 def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
@@ -146,7 +158,9 @@ def _result(row: dict[str, Any], mode: SearchMode) -> SearchResult:
     for key in ("rrf", "vector_score", "vector_rank", "lexical_score", "lexical_rank"):
         if key in row:
             value = row[key]
-            scores[key] = None if value is None else (int(value) if key.endswith("rank") else float(value))
+            scores[key] = (
+                None if value is None else (int(value) if key.endswith("rank") else float(value))
+            )
     primary = {"hybrid": "rrf", "vector": "vector_score", "lexical": "lexical_score"}[mode]
     return SearchResult(
         document_id=row["document_id"],

@@ -56,19 +56,27 @@ vector_leg AS (
     ) nearest
 )"""
 
-# Plain questions match any of their terms (ranked by cover density); a query that
-# negates a term (`-term`) keeps web-search semantics, where every term is required.
+# Plain questions match any of their terms; a query that negates a term (`-term`) keeps
+# web-search semantics, where every term is required. Chunks matching more of the query's
+# terms rank first (cover density alone lets one term repeated in a heading outrank a
+# chunk holding the rare term the question is about); cover density, scaled into [0, 1),
+# orders chunks matching as many terms.
 _LEXICAL_LEG = """
 lexical_leg AS (
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score
     FROM (
-        SELECT c.id, ts_rank_cd(c.tsv, query, 1) AS score
+        SELECT c.id,
+               (SELECT count(*) FROM unnest(terms.parts) AS part WHERE c.tsv @@ part)
+                 + ts_rank_cd(c.tsv, terms.query, 1 | 32) AS score
         FROM chunks c JOIN documents d ON d.id = c.document_id,
              (SELECT CASE WHEN %(match_all)s THEN q
-                          ELSE replace(q::text, ' & ', ' | ')::tsquery END AS query
+                          ELSE replace(q::text, ' & ', ' | ')::tsquery END AS query,
+                     CASE WHEN %(match_all)s THEN ARRAY[q]
+                          ELSE string_to_array(replace(q::text, ' | ', ' & '), ' & ')::tsquery[]
+                     END AS parts
               FROM websearch_to_tsquery('english', %(query)s) AS q) AS terms
-        WHERE c.tsv @@ query AND {filters}
-        ORDER BY score DESC
+        WHERE c.tsv @@ terms.query AND {filters}
+        ORDER BY score DESC, c.id
         LIMIT %(candidates)s
     ) matches
 )"""
@@ -93,7 +101,9 @@ fused AS (
 )"""
 
 
-def search_statement(mode: SearchMode, filters: SearchFilters) -> tuple[sql.Composed, dict[str, Any]]:
+def search_statement(
+    mode: SearchMode, filters: SearchFilters
+) -> tuple[sql.Composed, dict[str, Any]]:
     """The statement for `mode` and the filter parameters it needs."""
     where, params = filter_clause(filters)
     if mode == "vector":
@@ -109,12 +119,12 @@ def search_statement(mode: SearchMode, filters: SearchFilters) -> tuple[sql.Comp
     else:
         ctes = [_VECTOR_LEG, _LEXICAL_LEG, _FUSED]
         ranked = "fused"
-        columns = (
-            "r.rrf, r.vector_rank, r.vector_score, r.lexical_rank, r.lexical_score"
-        )
+        columns = "r.rrf, r.vector_rank, r.vector_score, r.lexical_rank, r.lexical_score"
         order = "r.rrf DESC, r.id"
-    text = "WITH " + ",".join(ctes) + _SELECT.format(
-        columns=columns, ranked=ranked, order=order, filters="{filters}"
+    text = (
+        "WITH "
+        + ",".join(ctes)
+        + _SELECT.format(columns=columns, ranked=ranked, order=order, filters="{filters}")
     )
-    statement = sql.SQL(text).format(filters=where)  # type: ignore[arg-type]
+    statement = sql.SQL(text).format(filters=where)
     return statement, params

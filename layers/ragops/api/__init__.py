@@ -1,0 +1,1 @@
+"""The HTTP API: Litestar apps for the query and health functions."""

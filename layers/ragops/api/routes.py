@@ -1,0 +1,156 @@
+"""Query API routes: each translates a request into one service call and back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, delete, get, post
+from litestar.params import Parameter
+
+from ragops.api.schemas import QueryBody, SearchBody
+from ragops.db import documents
+from ragops.errors import InvalidQueryError, NotFoundError
+from ragops.generation.answer import extractive_answer
+from ragops.retrieval.search import SearchRequest
+from ragops.retrieval.sql import SearchFilters
+from ragops.service import Service
+
+Status = Literal["pending", "ready", "failed"]
+
+
+def _search_request(service: Service, body: SearchBody) -> SearchRequest:
+    limit = service.settings.max_query_chars
+    if len(body.query) > limit:
+        raise InvalidQueryError(
+            f"the query is {len(body.query)} characters long; the limit is {limit} "
+            "(RAGOPS_MAX_QUERY_CHARS)"
+        )
+    default = service.settings.default_collection
+    collection = body.collection or default
+    # The default collection always exists: an empty store answers with no results, not 404.
+    if collection != default:
+        with service.db.pool.connection() as conn:
+            if not documents.collection_exists(conn, collection):
+                raise NotFoundError(
+                    f"unknown collection {collection!r}: no document was ingested into it"
+                )
+    filters = body.filters
+    return service.searcher.request(
+        body.query,
+        top_k=body.top_k,
+        mode=body.mode,
+        rerank=body.rerank,
+        filters=SearchFilters(
+            collection=collection,
+            source_prefix=filters.source_prefix if filters else None,
+            document_id=str(filters.document_id) if filters and filters.document_id else None,
+            metadata=dict(filters.metadata) if filters and filters.metadata else None,
+        ),
+    )
+
+
+class SearchController(Controller):
+    path = "/v1"
+    tags = ["search"]  # noqa: RUF012 (Litestar reads a plain class attribute)
+
+    @post("/search", status_code=200, sync_to_thread=True, summary="Retrieve passages")
+    def search(self, data: SearchBody, service: Service) -> dict[str, Any]:
+        """Hybrid (or vector / lexical) retrieval, reranked; no generation."""
+        response = service.searcher.search(_search_request(service, data))
+        return {
+            "results": [r.to_json() for r in response.results],
+            "meta": {"timings_ms": response.timings_ms},
+        }
+
+    @post("/query", status_code=200, sync_to_thread=True, summary="Answer a question")
+    def query(self, data: QueryBody, service: Service) -> dict[str, Any]:
+        """An answer with citations to the passages it came from."""
+        started = time.perf_counter()
+        request = _search_request(service, data)
+        response = service.searcher.search(request)
+        answer = extractive_answer(response.results)
+        timings = dict(response.timings_ms)
+        timings["generate"] = 0.0
+        timings["total"] = round((time.perf_counter() - started) * 1000, 3)
+        sources: dict[str, dict[str, Any]] = {}
+        for citation in answer.citations:
+            sources.setdefault(
+                citation.document_id,
+                {
+                    "document_id": citation.document_id,
+                    "source": citation.source,
+                    "title": citation.title,
+                },
+            )
+        return {
+            "answer": answer.answer,
+            "citations": [c.to_json() for c in answer.citations],
+            "sources": list(sources.values()),
+            "usage": answer.usage,
+            "meta": {
+                "model": answer.model,
+                "mode": answer.mode,
+                "chunks_used": len(answer.citations),
+                "context_tokens": 0,
+                "timings_ms": timings,
+                "warnings": answer.warnings,
+            },
+        }
+
+
+class DocumentsController(Controller):
+    path = "/v1/documents"
+    tags = ["documents"]  # noqa: RUF012
+
+    @get("/", sync_to_thread=True, summary="List documents")
+    def list_documents(
+        self,
+        service: Service,
+        collection: str | None = None,
+        status: Status | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        with service.db.pool.connection() as conn:
+            rows = documents.list_documents(conn, collection, status, limit, offset)
+        return {"documents": [row.to_json() for row in rows], "limit": limit, "offset": offset}
+
+    @get("/{document_id:uuid}", sync_to_thread=True, summary="One document")
+    def get_document(self, document_id: uuid.UUID, service: Service) -> dict[str, Any]:
+        with service.db.pool.connection() as conn:
+            row = documents.get_document(conn, document_id)
+        if row is None:
+            raise NotFoundError(f"no document {document_id}")
+        return row.to_json()
+
+    @delete("/{document_id:uuid}", status_code=200, sync_to_thread=True, summary="Delete")
+    def delete_document(self, document_id: uuid.UUID, service: Service) -> dict[str, Any]:
+        """Delete the document and its chunks (the bucket object is left alone)."""
+        with service.db.pool.connection() as conn:
+            deleted = documents.delete_document(conn, document_id)
+        if not deleted:
+            raise NotFoundError(f"no document {document_id}")
+        return {"deleted": str(document_id)}
+
+
+@get("/v1/ingest/stats", sync_to_thread=True, tags=["ingest"], summary="Ingest status")
+def ingest_stats(service: Service) -> dict[str, Any]:
+    """Documents by status, and the failed ones with their reasons."""
+    with service.db.pool.connection() as conn:
+        counts = documents.status_counts(conn)
+        failed = documents.list_documents(conn, status="failed", limit=100)
+    return {
+        "counts": {status: counts.get(status, 0) for status in ("ready", "pending", "failed")},
+        "pending": counts.get("pending", 0),
+        "failed": [
+            {
+                "document_id": str(d.id),
+                "source": d.source,
+                "error": d.error,
+                "at": d.updated_at.isoformat(),
+            }
+            for d in failed
+        ],
+    }

@@ -1,0 +1,1 @@
+"""The no-Docker local stack: embedded PostgreSQL, moto S3/SQS, queue worker, API server."""

@@ -1,0 +1,1 @@
+"""Answers from retrieved passages, with citations mapped back to their sources."""

