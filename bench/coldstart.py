@@ -1,9 +1,10 @@
 """Cold start: from launching a fresh `python -c` process to its first useful answer.
 
 ragops: build the Service from RAGOPS_* settings on an already-ingested store and answer
-one hybrid search with reranking. Baseline: import sentence-transformers, load MiniLM on
-torch and embed one sentence. The clock starts in the parent just before the launch
-(CLOCK_MONOTONIC is shared by all processes on Linux), so interpreter start-up counts.
+one hybrid search with reranking (or, to show what the reranker adds, without).
+Baseline: import sentence-transformers, load MiniLM on torch and embed one sentence.
+The clock starts in the parent just before the launch (CLOCK_MONOTONIC is shared by all
+processes on Linux), so interpreter start-up counts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from ragops.service import Service
 from ragops.settings import Settings
 service = Service(Settings())
 searcher = service.searcher
-response = searcher.search(searcher.request(sys.argv[1], mode="hybrid", rerank=True))
+rerank = sys.argv[2] == "rerank"
+response = searcher.search(searcher.request(sys.argv[1], mode="hybrid", rerank=rerank))
 answered = time.monotonic()
 import json, resource
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -44,15 +46,18 @@ print(json.dumps({"answered": answered, "results": len(vectors), "peak_rss_mb": 
 """
 
 
-def ragops_first_search(database_url: str, model_dir: Path, cwd: Path) -> dict[str, Any]:
-    """Seconds from launch to the first reranked hybrid search answered, and peak RSS."""
+def ragops_first_search(
+    database_url: str, model_dir: Path, cwd: Path, rerank: bool = True
+) -> dict[str, Any]:
+    """Seconds from launch to the first hybrid search answered, and peak RSS."""
     env = {
         **os.environ,
         "RAGOPS_DATABASE_URL": database_url,
         "RAGOPS_MODEL_DIR": str(model_dir),
         "RAGOPS_EMBEDDER_VARIANT": "int8",
     }
-    return _time_to_answer(RAGOPS_FIRST_SEARCH, [QUESTION], env, cwd)
+    mode = "rerank" if rerank else "no-rerank"
+    return _time_to_answer(RAGOPS_FIRST_SEARCH, [QUESTION, mode], env, cwd)
 
 
 def torch_first_embedding(weights: Path, cwd: Path) -> dict[str, Any]:

@@ -17,11 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmark import FULL, QUICK, run_benchmark, say_to_stderr
-from report import summary, write_report
-
 from ragops.db.embedded import embedded_database_url
 from ragops.errors import RagopsError
 from ragops.models.manifest import read_manifest
+from report import summary, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

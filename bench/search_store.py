@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.rows import namedtuple_row
 
 from ragops.db.database import ensure_pgvector
 from ragops.db.documents import DocumentVersion, save_ready
@@ -48,11 +49,12 @@ class StoredCorpus:
 
 def read_corpus(url: str) -> StoredCorpus:
     """Every ready document of an ingested store, with its chunks and their vectors."""
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=namedtuple_row) as cur:
         model = stored_model(conn)
-        rows = conn.execute(
+        rows = cur.execute(
             """SELECT d.collection, d.source, d.title, d.mime_type, d.size_bytes, d.sha256,
-                      c.ordinal, c.content, c.token_count, c.page, c.heading, c.embedding::real[]
+                      c.ordinal, c.content, c.token_count, c.page, c.heading,
+                      c.embedding::real[] AS embedding
                FROM documents d JOIN chunks c ON c.document_id = d.id
                WHERE d.status = 'ready'
                ORDER BY d.source, c.ordinal"""
@@ -60,12 +62,14 @@ def read_corpus(url: str) -> StoredCorpus:
     if model is None or not rows:
         raise RuntimeError(f"no ingested chunks to copy in {url}")
     grouped: dict[str, tuple[DocumentVersion, list[Chunk], list[Vectors]]] = {}
-    for collection, source, title, mime, size, sha, ordinal, content, tokens, page, heading, vec in rows:
-        if source not in grouped:
-            version = DocumentVersion(collection, source, size, sha, title, mime)
-            grouped[source] = (version, [], [])
-        grouped[source][1].append(Chunk(ordinal, content, tokens, heading, page))
-        grouped[source][2].append(np.asarray(vec, dtype=np.float32))
+    for r in rows:
+        if r.source not in grouped:
+            version = DocumentVersion(
+                r.collection, r.source, r.size_bytes, r.sha256, r.title, r.mime_type
+            )
+            grouped[r.source] = (version, [], [])
+        grouped[r.source][1].append(Chunk(r.ordinal, r.content, r.token_count, r.heading, r.page))
+        grouped[r.source][2].append(np.asarray(r.embedding, dtype=np.float32))
     documents = [
         StoredDocument(version, chunks, np.stack(vectors))
         for version, chunks, vectors in grouped.values()

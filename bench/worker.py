@@ -66,12 +66,13 @@ def _open(task: dict[str, Any]) -> tuple[Any, Any, Any]:
     settings = _settings(task)
     if task["system"] == BASELINE_SYSTEM:
         from baseline import TorchModels, minilm_weights
-
         from ragops.db.database import connect
         from ragops.db.store import check_store_model
 
         models: Any = TorchModels(settings.models_path, minilm_weights())
         db = connect(settings)
+        # A search store holds ragops' int8 vectors of the same MiniLM: the baseline queries
+        # it as it is; only a store it ingests itself records the baseline as its model.
         if task["kind"] == "ingest":
             with db.pool.connection() as conn:
                 check_store_model(conn, models.embedder_id, models.dimension)
@@ -97,7 +98,8 @@ def ingest(task: dict[str, Any]) -> dict[str, Any]:
     db.close()
     failed = [o for o in outcomes if o.status != "ingested"]
     if failed:
-        raise WorkerError(f"{len(failed)} files not ingested, e.g. {failed[0].source}: {failed[0]}")
+        first = failed[0]
+        raise WorkerError(f"{len(failed)} files not ingested, e.g. {first.source}: {first.error}")
     chunks = sum(o.chunks for o in outcomes)
     return {
         "files": len(outcomes),

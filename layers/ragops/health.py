@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,10 @@ def check_health(service: Service) -> HealthReport:
     except RagopsError as exc:
         configured = None
         report.checks["models"] = {"ok": False, "detail": str(exc)}
+    # Opening the service's database applies pending migrations, as the other functions do
+    # on start; whatever fails here, the checks below name it.
+    with contextlib.suppress(psycopg.Error, RagopsError):
+        service.db  # noqa: B018
     try:
         with psycopg.connect(_url(service), autocommit=True, connect_timeout=5) as conn:
             _database_checks(conn, report, configured)

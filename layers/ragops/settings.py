@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SearchMode = Literal["hybrid", "vector", "lexical"]
@@ -74,6 +74,42 @@ class Settings(BaseSettings):
     rerank_max_tokens: int = Field(default=256, ge=32, le=512)
     rrf_k: int = Field(default=60, ge=1)
     ef_search: int = Field(default=100, ge=1, le=1000)
+
+    # Generation (an OpenAI-compatible chat-completions server; unset = extractive answers)
+    llm_base_url: str | None = Field(
+        default=None, description="As OpenAI clients take it, e.g. http://127.0.0.1:8080/v1."
+    )
+    llm_api_key: SecretStr | None = Field(default=None, description="Sent as a Bearer token.")
+    llm_model: str | None = Field(
+        default=None, description="The `model` field; unset leaves it out (one-model servers)."
+    )
+    llm_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds per attempt.")
+    llm_read_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for each response chunk."
+    )
+    llm_total_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds across all attempts, backoff included."
+    )
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_backoff_base: float = Field(default=0.5, gt=0, description="First backoff ceiling (s).")
+    llm_backoff_max: float = Field(default=8.0, gt=0, description="Largest backoff ceiling (s).")
+    llm_retry_after_max: float = Field(
+        default=30.0, ge=0, description="Longest Retry-After (s) honoured before giving up."
+    )
+    llm_max_tokens: int = Field(default=512, ge=1, description="Completion tokens per answer.")
+    llm_temperature: float = Field(default=0.0, ge=0, le=2)
+    context_budget_tokens: int = Field(
+        default=1500, ge=64, description="Word pieces of passages the prompt may hold."
+    )
+    relevance_threshold: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Reranker probability a passage needs to be used; none passing = no answer.",
+    )
+    history_turns: int = Field(
+        default=6, ge=0, le=50, description="Latest conversation turns used to rewrite a question."
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:

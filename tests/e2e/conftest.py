@@ -83,9 +83,7 @@ class LambdaContext:
 
     function_name: str = "ragops-ingest"
     memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = (
-        f"arn:aws:lambda:{LOCAL_REGION}:123456789012:function:ragops-ingest"
-    )
+    invoked_function_arn: str = f"arn:aws:lambda:{LOCAL_REGION}:123456789012:function:ragops-ingest"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def get_remaining_time_in_millis(self) -> int:
@@ -124,15 +122,15 @@ class Stack:
             )
             for message in response.get("Messages", []):
                 if is_test_event(message["Body"]):
-                    self.sqs.delete_message(
-                        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
-                    )
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 else:
                     messages.append(message)
         assert len(messages) == expected, [m["Body"] for m in messages]
         return messages
 
-    def ingest(self, messages: list[dict[str, Any]], queue_url: str | None = None) -> dict[str, Any]:
+    def ingest(
+        self, messages: list[dict[str, Any]], queue_url: str | None = None
+    ) -> dict[str, Any]:
         """Hand messages to the ingest function as Lambda's SQS poller would, deleting successes."""
         from functions.ingest.app import handler
 

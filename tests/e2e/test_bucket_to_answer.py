@@ -13,6 +13,9 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
+
+from ragops.dev.definitions import load_definition
+from ragops.resources import get_service
 from tests.e2e.conftest import (
     LOCAL_REGION,
     S3_PUT_EVENT,
@@ -21,8 +24,6 @@ from tests.e2e.conftest import (
     query_api,
 )
 from tests.pdf_samples import text_pdf
-
-from ragops.resources import get_service
 
 KEY = "docs/Ünïcode notes (1).md"
 NOTES = """# Ünïcode notes
@@ -94,6 +95,31 @@ def search_sources(query: str) -> list[str]:
     response = query_api("POST", "/v1/search", {"query": query, "top_k": 10})
     assert response.status == 200, response.body
     return [r["source"] for r in response.body["results"]]
+
+
+def test_the_stack_is_built_from_template_yaml(stack: Stack) -> None:
+    definition = load_definition()
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.resources.queue_url, AttributeNames=["RedrivePolicy"]
+    )["Attributes"]
+    dead_letter_arn = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.resources.dead_letter_queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": dead_letter_arn,
+        "maxReceiveCount": definition.max_receive_count,
+    }
+    configurations = stack.s3.get_bucket_notification_configuration(Bucket=stack.bucket)[
+        "QueueConfigurations"
+    ]
+    routed = {
+        (c["Events"][0], c["Filter"]["Key"]["FilterRules"][0]["Value"]) for c in configurations
+    }
+    assert routed == {
+        (event, suffix)
+        for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+        for suffix in (".txt", ".md", ".pdf", ".html")
+    }
 
 
 def test_object_put_in_the_bucket_is_answered_citing_its_decoded_key(stack: Stack) -> None:
@@ -319,10 +345,37 @@ def test_a_corrupt_pdf_fails_alone_in_its_batch(stack: Stack) -> None:
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
+def test_a_message_that_keeps_failing_moves_to_the_dead_letter_queue(stack: Stack) -> None:
+    stack.s3.put_object(Bucket=stack.bucket, Key="docs/broken.pdf", Body=b"%PDF-1.7 broken")
+    (message,) = stack.receive(1)
+    attempts = 0
+    while message is not None:
+        attempts += 1
+        result = stack.ingest([message])
+        assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+        # Make the failed message visible again now rather than after the visibility timeout.
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.resources.queue_url,
+            ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+        received = stack.sqs.receive_message(
+            QueueUrl=stack.resources.queue_url, AttributeNames=["All"]
+        ).get("Messages", [])
+        message = received[0] if received else None
+
+    assert attempts == load_definition().max_receive_count
+    dead = stack.sqs.receive_message(QueueUrl=stack.resources.dead_letter_queue_url)["Messages"]
+    assert [json.loads(m["Body"])["Records"][0]["s3"]["object"]["key"] for m in dead] == [
+        "docs%2Fbroken.pdf"
+    ]
+    failed = document(stack, "docs/broken.pdf")
+    assert failed is not None
+    assert failed["status"] == "failed"
+
+
 def test_the_s3_test_event_is_skipped_without_failure(stack: Stack) -> None:
-    response = stack.sqs.receive_message(
-        QueueUrl=stack.resources.queue_url, MaxNumberOfMessages=10
-    )
+    response = stack.sqs.receive_message(QueueUrl=stack.resources.queue_url, MaxNumberOfMessages=10)
     messages = response["Messages"]
     assert [json.loads(m["Body"])["Event"] for m in messages] == ["s3:TestEvent"]
 
@@ -347,9 +400,9 @@ def test_eventbridge_object_created_events_ingest(stack: Stack) -> None:
 
     events = boto3.client("events", region_name=LOCAL_REGION)
     target_url = stack.sqs.create_queue(QueueName="ragops-eventbridge")["QueueUrl"]
-    target_arn = stack.sqs.get_queue_attributes(
-        QueueUrl=target_url, AttributeNames=["QueueArn"]
-    )["Attributes"]["QueueArn"]
+    target_arn = stack.sqs.get_queue_attributes(QueueUrl=target_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     events.put_rule(
         Name="documents",
         EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}),

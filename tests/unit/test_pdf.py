@@ -18,6 +18,18 @@ def test_sample_pdf_is_valid_for_a_strict_reader() -> None:
     assert reader.metadata.title == "T"
 
 
+def test_sample_pdf_xref_offsets_point_at_their_objects() -> None:
+    data = text_pdf(["a", "b"], title="T")
+    xref_at = int(data.rsplit(b"startxref\n", 1)[1].split(b"\n", 1)[0])
+    lines = data[xref_at:].split(b"\n")
+    assert lines[0] == b"xref"
+    size = int(lines[1].split()[1])
+    assert lines[2] == b"0000000000 65535 f "
+    for number, entry in enumerate(lines[3 : 2 + size], start=1):
+        assert len(entry) == 19  # 20 bytes with its end of line, as the format requires
+        assert data[int(entry[:10]) :].startswith(b"%d 0 obj" % number)
+
+
 def test_each_page_is_a_section_numbered_from_one() -> None:
     data = text_pdf(["First page text.", "Second page, second line.", "Third: café €."])
     document = parse_document(data, "report.pdf")

@@ -7,7 +7,9 @@ from typing import Any
 
 import psycopg
 from litestar import Litestar, MediaType, Request, Response, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import ClientException, SerializationException
+from litestar.exceptions.responses import create_exception_response
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -39,9 +41,22 @@ def _ragops_error(request: Request[Any, Any, Any], exc: RagopsError) -> Response
     return _error(500, "internal error")
 
 
+def _client_error(request: Request[Any, Any, Any], exc: ClientException) -> Response[Any]:
+    if isinstance(exc.__cause__, SerializationException):
+        # msgspec alone says "Input data was truncated"; name what is wrong with the request.
+        return _error(exc.status_code, f"the request body is not valid JSON: {exc.detail}")
+    return create_exception_response(request, exc)
+
+
 def _database_error(
     request: Request[Any, Any, Any], exc: psycopg.Error
 ) -> Response[dict[str, Any]]:
+    if isinstance(exc, psycopg.DataError):
+        # A request value PostgreSQL cannot take (out of range, a NUL character): the
+        # client's to fix, and a retry would fail the same way.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("invalid value on %s: %s", request.url.path, reason)
+        return _error(400, f"a value in the request is invalid: {reason}")
     log.error("database error on %s: %s", request.url.path, exc)
     return _error(503, "the database is unavailable; try again shortly")
 
@@ -51,7 +66,7 @@ def _service_dependency() -> Service:
 
 
 @get("/health", sync_to_thread=True, summary="Service health")
-def health(service: Service) -> Response[dict[str, Any]]:
+def health(service: NamedDependency[Service]) -> Response[dict[str, Any]]:
     """200 when every check passes, 503 naming the failing checks otherwise."""
     report = check_health(service)
     return Response(report.to_json(), status_code=503 if report.failing else 200)
@@ -66,6 +81,7 @@ def create_query_app(include_health: bool = False) -> Litestar:
         route_handlers=handlers,
         dependencies={"service": Provide(_service_dependency, sync_to_thread=False)},
         exception_handlers={
+            ClientException: _client_error,
             RagopsError: _ragops_error,
             psycopg.Error: _database_error,
         },

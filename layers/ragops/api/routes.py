@@ -7,9 +7,10 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, Parameter
 
-from ragops.api.schemas import QueryBody, SearchBody
+from ragops.api.schemas import NO_NUL, QueryBody, SearchBody
 from ragops.db import documents
 from ragops.errors import InvalidQueryError, NotFoundError
 from ragops.generation.answer import extractive_answer
@@ -18,6 +19,9 @@ from ragops.retrieval.sql import SearchFilters
 from ragops.service import Service
 
 Status = Literal["pending", "ready", "failed"]
+ServiceDep = NamedDependency[Service]
+# PostgreSQL's OFFSET is a bigint: larger values would fail in the database, not here.
+MAX_OFFSET = 2**63 - 1
 
 
 def _search_request(service: Service, body: SearchBody) -> SearchRequest:
@@ -56,7 +60,7 @@ class SearchController(Controller):
     tags = ["search"]  # noqa: RUF012 (Litestar reads a plain class attribute)
 
     @post("/search", status_code=200, sync_to_thread=True, summary="Retrieve passages")
-    def search(self, data: SearchBody, service: Service) -> dict[str, Any]:
+    def search(self, data: JSONBody[SearchBody], service: ServiceDep) -> dict[str, Any]:
         """Hybrid (or vector / lexical) retrieval, reranked; no generation."""
         response = service.searcher.search(_search_request(service, data))
         return {
@@ -65,7 +69,7 @@ class SearchController(Controller):
         }
 
     @post("/query", status_code=200, sync_to_thread=True, summary="Answer a question")
-    def query(self, data: QueryBody, service: Service) -> dict[str, Any]:
+    def query(self, data: JSONBody[QueryBody], service: ServiceDep) -> dict[str, Any]:
         """An answer with citations to the passages it came from."""
         started = time.perf_counter()
         request = _search_request(service, data)
@@ -100,6 +104,16 @@ class SearchController(Controller):
         }
 
 
+DocumentId = Annotated[str, Parameter(description="The document's UUID.")]
+
+
+def _document_uuid(document_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(document_id)
+    except ValueError:
+        raise InvalidQueryError(f"document id {document_id!r} is not a UUID") from None
+
+
 class DocumentsController(Controller):
     path = "/v1/documents"
     tags = ["documents"]  # noqa: RUF012
@@ -107,36 +121,37 @@ class DocumentsController(Controller):
     @get("/", sync_to_thread=True, summary="List documents")
     def list_documents(
         self,
-        service: Service,
-        collection: str | None = None,
-        status: Status | None = None,
+        service: ServiceDep,
+        collection: Annotated[str | None, Parameter(pattern=NO_NUL)] = None,
+        status: FromQuery[Status | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         with service.db.pool.connection() as conn:
             rows = documents.list_documents(conn, collection, status, limit, offset)
         return {"documents": [row.to_json() for row in rows], "limit": limit, "offset": offset}
 
-    @get("/{document_id:uuid}", sync_to_thread=True, summary="One document")
-    def get_document(self, document_id: uuid.UUID, service: Service) -> dict[str, Any]:
+    # A str path parameter: a malformed id gets a 400 that says so, not a bare 404.
+    @get("/{document_id:str}", sync_to_thread=True, summary="One document")
+    def get_document(self, document_id: DocumentId, service: ServiceDep) -> dict[str, Any]:
         with service.db.pool.connection() as conn:
-            row = documents.get_document(conn, document_id)
+            row = documents.get_document(conn, _document_uuid(document_id))
         if row is None:
             raise NotFoundError(f"no document {document_id}")
         return row.to_json()
 
-    @delete("/{document_id:uuid}", status_code=200, sync_to_thread=True, summary="Delete")
-    def delete_document(self, document_id: uuid.UUID, service: Service) -> dict[str, Any]:
+    @delete("/{document_id:str}", status_code=200, sync_to_thread=True, summary="Delete")
+    def delete_document(self, document_id: DocumentId, service: ServiceDep) -> dict[str, Any]:
         """Delete the document and its chunks (the bucket object is left alone)."""
         with service.db.pool.connection() as conn:
-            deleted = documents.delete_document(conn, document_id)
+            deleted = documents.delete_document(conn, _document_uuid(document_id))
         if not deleted:
             raise NotFoundError(f"no document {document_id}")
         return {"deleted": str(document_id)}
 
 
 @get("/v1/ingest/stats", sync_to_thread=True, tags=["ingest"], summary="Ingest status")
-def ingest_stats(service: Service) -> dict[str, Any]:
+def ingest_stats(service: ServiceDep) -> dict[str, Any]:
     """Documents by status, and the failed ones with their reasons."""
     with service.db.pool.connection() as conn:
         counts = documents.status_counts(conn)

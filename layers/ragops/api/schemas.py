@@ -7,18 +7,24 @@ from uuid import UUID
 
 import msgspec
 
-Collection = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-MetadataValue = str | int | float | bool
+# PostgreSQL text cannot hold NUL characters: refuse them here with a 400.
+NO_NUL = r"^[^\x00]*$"
+
+Query = Annotated[str, msgspec.Meta(min_length=1, pattern=NO_NUL)]
+Collection = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+SourcePrefix = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1, pattern=NO_NUL)]
+MetadataValue = Annotated[str, msgspec.Meta(pattern=NO_NUL)] | int | float | bool
 
 
 class Filters(msgspec.Struct, forbid_unknown_fields=True):
-    source_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)] | None = None
+    source_prefix: SourcePrefix | None = None
     document_id: UUID | None = None
-    metadata: dict[Annotated[str, msgspec.Meta(min_length=1)], MetadataValue] | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = None
 
 
 class SearchBody(msgspec.Struct, forbid_unknown_fields=True):
-    query: Annotated[str, msgspec.Meta(min_length=1)]
+    query: Query
     top_k: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
     mode: Literal["hybrid", "vector", "lexical"] | None = None
     rerank: bool | None = None

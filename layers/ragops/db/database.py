@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from ragops.db.embedded import embedded_database_url
@@ -75,9 +77,40 @@ class Database:
 
 
 def resolve_database_url(settings: Settings) -> str:
+    """The URL in settings, else the login in a Secrets Manager secret, else the embedded one."""
     if settings.database_url:
         return settings.database_url
+    if settings.database_secret_arn:
+        return database_url_from_secret(settings.database_secret_arn)
     return embedded_database_url(settings.data_dir)
+
+
+def database_url_from_secret(secret_arn: str) -> str:
+    """A URL from a secret holding a URL or RDS's JSON (username, password, host, port, dbname)."""
+    import boto3
+
+    secret = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    return url_from_secret_string(secret_arn, secret)
+
+
+def url_from_secret_string(secret_arn: str, secret: str) -> str:
+    if secret.startswith(("postgresql://", "postgres://")):
+        return secret
+    try:
+        login = json.loads(secret)
+        return make_conninfo(
+            host=login["host"],
+            port=str(login.get("port", 5432)),
+            user=login["username"],
+            password=login["password"],
+            dbname=login.get("dbname", "postgres"),
+            sslmode=login.get("sslmode", "require"),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatabaseSetupError(
+            f"secret {secret_arn} holds neither a PostgreSQL URL nor RDS JSON with "
+            f"username, password and host ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def connect(settings: Settings) -> Database:

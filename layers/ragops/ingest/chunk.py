@@ -43,27 +43,39 @@ class WordPieceCounter:
     def split(self, text: str, max_tokens: int) -> list[str]:
         """Cut `text` into pieces of at most `max_tokens`, preferring word starts."""
         encoding = self._tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
-        offsets: list[tuple[int, int]] = encoding.offsets
-        # A word starts after white space: "##" pieces are inside a word, and so is the
-        # punctuation BERT splits off ("3.14", "word," would otherwise be cut apart).
-        starts_word = [begin == 0 or text[begin - 1].isspace() for begin, _ in offsets]
+        cuts = _word_cuts(text, encoding.offsets)
         pieces = []
-        start = 0
-        while start < len(offsets):
-            end = min(start + max_tokens, len(offsets))
-            if end < len(offsets):
+        start, begin_char = 0, 0
+        while start < len(cuts):
+            end = min(start + max_tokens, len(cuts))
+            if end < len(cuts):
                 cut = end
-                while cut > start and not starts_word[cut]:
+                while cut > start and not cuts[cut][0]:
                     cut -= 1
                 end = cut if cut > start else end
-            # The first piece starts at 0 so nothing the tokenizer skips is dropped.
-            begin_char = offsets[start][0] if start else 0
-            end_char = offsets[end][0] if end < len(offsets) else len(text)
+            end_char = cuts[end][1] if end < len(cuts) else len(text)
             piece = text[begin_char:end_char].strip()
             if piece:
                 pieces.append(piece)
-            start = end
+            start, begin_char = end, end_char
         return pieces
+
+
+def _word_cuts(text: str, offsets: list[tuple[int, int]]) -> list[tuple[bool, int]]:
+    """Per token: does a word start there, and at which character to cut before it.
+
+    A word starts after white space, so "##" pieces stay with their word, and so does
+    the punctuation BERT splits off ("3.14", "word,"); characters the tokenizer skips
+    (soft hyphens, zero-width spaces) stay on their side of the white space.
+    """
+    cuts = []
+    previous_end = 0
+    for begin, end in offsets:
+        gap = text[previous_end:begin]
+        space = max((i for i, char in enumerate(gap) if char.isspace()), default=-1)
+        cuts.append((space >= 0, previous_end + space + 1 if space >= 0 else begin))
+        previous_end = max(previous_end, end)
+    return cuts
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,15 @@ def s3_source(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def object_events(payload: dict[str, Any]) -> list[ObjectEvent]:
+def object_events(payload: Any) -> list[ObjectEvent]:
     """The object events in one notification; [] for S3's `s3:TestEvent`."""
+    if not isinstance(payload, dict):
+        raise EventFormatError(
+            f"not an S3 event: expected a JSON object, got {type(payload).__name__}"
+        )
     if payload.get("Event") == "s3:TestEvent":
         return []
-    if "Records" in payload:
+    if isinstance(payload.get("Records"), list):
         return [_from_notification(record) for record in payload["Records"]]
     if payload.get("source") == "aws.s3" and "detail" in payload:
         return [_from_eventbridge(payload)]

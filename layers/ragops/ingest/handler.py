@@ -19,7 +19,10 @@ from ragops.ingest.events import object_events
 from ragops.resources import get_s3_client, get_service
 
 log = logging.getLogger(__name__)
-_processor = BatchProcessor(event_type=EventType.SQS)
+# With ReportBatchItemFailures, a batch whose every message failed is reported like any other
+# (each id listed, each retried alone); raising instead would make a one-message batch that
+# failed an invocation error, and give the local worker an exception instead of a result.
+_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class ObjectIngestError(IngestError):
