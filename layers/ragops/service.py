@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ragops.db.database import Database, connect
 from ragops.db.store import check_store_model
@@ -11,6 +12,9 @@ from ragops.ingest.pipeline import Ingestor
 from ragops.models import Models
 from ragops.retrieval.search import Searcher
 from ragops.settings import Settings
+
+if TYPE_CHECKING:
+    from ragops.generation.answerer import Answerer
 
 
 class Service:
@@ -51,6 +55,12 @@ class Service:
     @cached_property
     def searcher(self) -> Searcher:
         return Searcher(self.db, self.models, self.settings)
+
+    @cached_property
+    def answerer(self) -> Answerer:
+        from ragops.generation.answerer import Answerer
+
+        return Answerer.from_service(self)
 
     @property
     def db_open(self) -> bool:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         default=None, description="As OpenAI clients take it, e.g. http://127.0.0.1:8080/v1."
     )
     llm_api_key: SecretStr | None = Field(default=None, description="Sent as a Bearer token.")
+    llm_api_key_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret holding the API key (in AWS)."
+    )
     llm_model: str | None = Field(
         default=None, description="The `model` field; unset leaves it out (one-model servers)."
     )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, Parameter
+from litestar.response import Stream
 
 from ragops.api.schemas import NO_NUL, QueryBody, SearchBody
 from ragops.db import documents
 from ragops.errors import InvalidQueryError, NotFoundError
-from ragops.generation.answer import extractive_answer
 from ragops.retrieval.search import SearchRequest
 from ragops.retrieval.sql import SearchFilters
 from ragops.service import Service
@@ -69,39 +68,37 @@ class SearchController(Controller):
         }
 
     @post("/query", status_code=200, sync_to_thread=True, summary="Answer a question")
-    def query(self, data: JSONBody[QueryBody], service: ServiceDep) -> dict[str, Any]:
-        """An answer with citations to the passages it came from."""
-        started = time.perf_counter()
-        request = _search_request(service, data)
-        response = service.searcher.search(request)
-        answer = extractive_answer(response.results)
-        timings = dict(response.timings_ms)
-        timings["generate"] = 0.0
-        timings["total"] = round((time.perf_counter() - started) * 1000, 3)
-        sources: dict[str, dict[str, Any]] = {}
-        for citation in answer.citations:
-            sources.setdefault(
-                citation.document_id,
-                {
-                    "document_id": citation.document_id,
-                    "source": citation.source,
-                    "title": citation.title,
-                },
+    def query(
+        self, data: JSONBody[QueryBody], service: ServiceDep, request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        """An answer with citations to the passages it came from; `stream` for SSE."""
+        search = _search_request(service, data)
+        history = [{"role": t.role, "content": t.content} for t in data.history or []]
+        if data.stream and not _behind_api_gateway(request):
+            events = service.answerer.stream(search, history)
+            return Stream(
+                (event.to_sse() for event in events),
+                media_type="text/event-stream",
+                headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
             )
-        return {
-            "answer": answer.answer,
-            "citations": [c.to_json() for c in answer.citations],
-            "sources": list(sources.values()),
-            "usage": answer.usage,
-            "meta": {
-                "model": answer.model,
-                "mode": answer.mode,
-                "chunks_used": len(answer.citations),
-                "context_tokens": 0,
-                "timings_ms": timings,
-                "warnings": answer.warnings,
-            },
-        }
+        answer = service.answerer.answer(search, history)
+        headers = {}
+        if data.stream:
+            # Mangum buffers the whole response: say so instead of pretending to stream.
+            answer.warnings.append(STREAMING_UNAVAILABLE)
+            headers["X-Ragops-Streaming"] = "unavailable"
+        return Response(answer.to_json(), headers=headers)
+
+
+STREAMING_UNAVAILABLE = (
+    "streaming is not available behind API Gateway with Mangum; the whole answer is "
+    "returned at once (serve with uvicorn or the Lambda Web Adapter to stream)"
+)
+
+
+def _behind_api_gateway(request: Request[Any, Any, Any]) -> bool:
+    """Mangum puts the Lambda event into the ASGI scope."""
+    return "aws.event" in request.scope
 
 
 DocumentId = Annotated[str, Parameter(description="The document's UUID.")]

@@ -32,5 +32,13 @@ class SearchBody(msgspec.Struct, forbid_unknown_fields=True):
     filters: Filters | None = None
 
 
+class Turn(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["user", "assistant"]
+    content: Annotated[str, msgspec.Meta(min_length=1, max_length=20_000, pattern=NO_NUL)]
+
+
 class QueryBody(SearchBody, forbid_unknown_fields=True):
-    pass
+    # Earlier turns of a conversation: a follow-up is rewritten into a standalone question.
+    history: Annotated[list[Turn], msgspec.Meta(max_length=50)] | None = None
+    # Server-Sent Events (token events, then one final event); needs a streaming server.
+    stream: bool = False

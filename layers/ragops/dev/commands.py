@@ -21,6 +21,11 @@ def add_commands(commands: Any) -> None:
     dev.add_argument("--inbox", type=Path, default=Path("inbox"), help="folder mirrored to S3")
     dev.add_argument("--no-inbox", action="store_true")
     dev.add_argument("--seed", type=Path, default=None, help="files to put into an empty bucket")
+    dev.add_argument(
+        "--local-llm",
+        action="store_true",
+        help="serve SmolLM2-135M locally for generated answers (unless RAGOPS_LLM_BASE_URL is set)",
+    )
     dev.set_defaults(run=_dev)
 
     put = commands.add_parser("put", help="drop files into the bucket of `ragops dev`")
@@ -43,6 +48,7 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
         s3_port=args.s3_port,
         inbox=None if args.no_inbox else args.inbox,
         seed=args.seed,
+        local_llm=args.local_llm,
     )
     try:
         return run_dev(settings, options)

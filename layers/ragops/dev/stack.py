@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,8 @@ from typing import Any
 from ragops.dev.aws import LOCAL_REGION, LocalResources, client, create_resources
 from ragops.dev.definitions import load_definition
 from ragops.dev.inbox import mirror_inbox
+from ragops.dev.local_llm import MODEL_NAME as LOCAL_MODEL_NAME
+from ragops.dev.local_llm import local_llm_server
 from ragops.dev.worker import run_worker
 from ragops.settings import Settings, get_settings
 
@@ -27,6 +30,7 @@ class DevOptions:
     s3_port: int = 4566
     inbox: Path | None = Path("inbox")
     seed: Path | None = None
+    local_llm: bool = False
 
 
 def state_path(settings: Settings) -> Path:
@@ -111,6 +115,12 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
 
     # Request lines of the moto server would bury the service's own output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    exits = contextlib.ExitStack()
+    llm_url = settings.llm_base_url
+    if options.local_llm and not llm_url:
+        llm_url = exits.enter_context(local_llm_server(threads=2))
+        os.environ["RAGOPS_LLM_BASE_URL"] = llm_url
+        os.environ.setdefault("RAGOPS_LLM_MODEL", LOCAL_MODEL_NAME)
     moto = ThreadedMotoServer(ip_address=options.host, port=options.s3_port, verbose=False)
     moto.start()
     endpoint = f"http://{options.host}:{options.s3_port}"
@@ -148,7 +158,7 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
         api = f"http://{options.host}:{options.api_port}"
         state = {"api_url": api, **asdict(resources)}
         state_path(settings).write_text(json.dumps(state, indent=2) + "\n")
-        _print_banner(api, resources, options, restored)
+        _print_banner(api, resources, options, restored, llm_url)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_query_app(include_health=True),
@@ -169,10 +179,13 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
         state_path(settings).unlink(missing_ok=True)
         moto.stop()
         get_service().close()
+        exits.close()
     return 0
 
 
-def _print_banner(api: str, resources: LocalResources, options: DevOptions, restored: int) -> None:
+def _print_banner(
+    api: str, resources: LocalResources, options: DevOptions, restored: int, llm_url: str | None
+) -> None:
     lines = [
         "ragops dev is running (Ctrl-C stops it; data is kept between runs)",
         f"  API            {api}   (docs: {api}/docs, health: {api}/health)",
@@ -180,6 +193,7 @@ def _print_banner(api: str, resources: LocalResources, options: DevOptions, rest
         f"  bucket         s3://{resources.bucket}   ({restored} objects at start)",
         f"  queue          {resources.queue_url}",
         f"  dead letters   {resources.dead_letter_queue_url}",
+        f"  LLM            {llm_url or 'none: answers are extractive (--local-llm starts one)'}",
     ]
     if options.inbox is not None:
         lines.append(f"  inbox          {options.inbox.resolve()}   (mirrored into the bucket)")

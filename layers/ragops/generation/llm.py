@@ -13,17 +13,19 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import httpx
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragops.errors import ConfigurationError, RagopsError
 from ragops.generation.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from ragops.generation.sse import sse_data
 from ragops.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx  # imported where a request is made: a service without an LLM never loads it
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,17 @@ class LLMRequestError(LLMError):
     def __init__(self, status: int, server_message: str, hint: str = ""):
         self.status = status
         self.server_message = server_message
-        reason = httpx.codes.get_reason_phrase(status)
-        text = f"the LLM server answered {status} {reason}: {server_message or '(no message)'}"
+        text = (
+            f"the LLM server answered {status}{_reason(status)}: {server_message or '(no message)'}"
+        )
         super().__init__(f"{text}; {hint}" if hint else text)
+
+
+def _reason(status: int) -> str:
+    try:
+        return f" {HTTPStatus(status).phrase}"
+    except ValueError:
+        return ""
 
 
 class LLMAuthenticationError(LLMRequestError):
@@ -104,7 +114,7 @@ class ChatResult:
     attempts: int
 
 
-class _Retry(Exception):
+class _RetryableError(Exception):
     """A failure another attempt may not have."""
 
     def __init__(self, reason: str, retry_after: float | None = None):
@@ -121,6 +131,8 @@ def shared_http_client() -> httpx.Client:
     """One connection pool per process, created on first use and reused by warm invocations."""
     global _shared_client
     if _shared_client is None:
+        import httpx
+
         with _shared_lock:
             if _shared_client is None:
                 _shared_client = httpx.Client(
@@ -171,6 +183,8 @@ class LLMClient:
         if not settings.llm_base_url:
             raise ConfigurationError("no LLM configured: set RAGOPS_LLM_BASE_URL")
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        if key is None and settings.llm_api_key_secret_arn:
+            key = _secret_value(settings.llm_api_key_secret_arn)
         return cls(
             settings.llm_base_url,
             api_key=key,
@@ -204,7 +218,7 @@ class LLMClient:
 
     def stream(
         self, messages: Sequence[Message], max_tokens: int | None = None
-    ) -> Iterator[ChatDelta | ChatResult]:
+    ) -> Generator[ChatDelta | ChatResult, None, None]:
         """Text deltas as they arrive, then one ChatResult with the whole text and usage.
 
         Failures before the first delta are retried like `chat`; after it, the error is raised.
@@ -231,7 +245,9 @@ class LLMClient:
         self,
         body: dict[str, Any],
         read: Callable[[httpx.Response, int], Iterator[T]],
-    ) -> Iterator[T]:
+    ) -> Generator[T, None, None]:
+        import httpx
+
         deadline = time.monotonic() + self.total_timeout
         attempt = 0
         while True:
@@ -246,17 +262,19 @@ class LLMClient:
             except LLMResponseError as exc:
                 if delivered:
                     raise
-                failure = _Retry(str(exc))
+                failure = _RetryableError(str(exc))
             except httpx.HTTPError as exc:
                 if delivered:
                     raise self._broken(exc, deadline, attempt) from exc
-                failure = _Retry(_describe(exc))
-            except _Retry as exc:
+                failure = _RetryableError(_describe(exc))
+            except _RetryableError as exc:
                 failure = exc
             self._wait_or_give_up(failure, attempt, deadline)
 
     @contextmanager
     def _send(self, body: dict[str, Any], deadline: float) -> Iterator[httpx.Response]:
+        import httpx
+
         remaining = deadline - time.monotonic()
         timeout = httpx.Timeout(
             connect=min(self.connect_timeout, remaining),
@@ -279,7 +297,7 @@ class LLMClient:
         message = _server_message(response)
         if is_retryable_status(status):
             reason = f"{status} {response.reason_phrase}" + (f": {message}" if message else "")
-            raise _Retry(reason, parse_retry_after(response.headers.get("Retry-After")))
+            raise _RetryableError(reason, parse_retry_after(response.headers.get("Retry-After")))
         if status in (401, 403):
             raise LLMAuthenticationError(status, message, "check RAGOPS_LLM_API_KEY")
         if status == 404:
@@ -291,7 +309,7 @@ class LLMClient:
             )
         raise LLMRequestError(status, message)
 
-    def _wait_or_give_up(self, failure: _Retry, attempt: int, deadline: float) -> None:
+    def _wait_or_give_up(self, failure: _RetryableError, attempt: int, deadline: float) -> None:
         what = f"the LLM at {self.base_url} failed {attempt} time(s), last with {failure.reason}"
         if attempt > self.policy.max_retries:
             raise LLMUnavailableError(f"{what}; no retries left", attempt)
@@ -337,11 +355,9 @@ def _cut_off_at(response: httpx.Response, deadline: float) -> Iterator[None]:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
-        # The plain-socket method even for TLS: it wakes a blocked read without touching SSL state.
+    # The plain-socket method even for TLS: it wakes a blocked read without touching SSL state.
+    with suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _describe(exc: httpx.HTTPError) -> str:
@@ -428,3 +444,11 @@ def _read_stream(response: httpx.Response, attempt: int) -> Iterator[ChatDelta |
                 yield ChatDelta(text)
             finish_reason = choice.get("finish_reason") or finish_reason
     raise LLMResponseError("the stream ended before `data: [DONE]` (truncated)")
+
+
+def _secret_value(secret_arn: str) -> str:
+    """The API key held in a Secrets Manager secret (read once per process)."""
+    import boto3
+
+    secret = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
+    return str(secret["SecretString"]).strip()

@@ -23,7 +23,7 @@ class RetryPolicy:
     retry_after_max: float
 
     def backoff(self, retry: int, rng: random.Random | None = None) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**retry)] for the retry-th retry (0-based)."""
+        """Full jitter: uniform in [0, min(max, base * 2**retry)], `retry` counting from 0."""
         ceiling = min(self.backoff_max, self.backoff_base * 2**retry)
         return (rng or random).uniform(0.0, ceiling)
 

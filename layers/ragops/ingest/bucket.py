@@ -79,14 +79,10 @@ class BucketIngest:
         stale = self._stale_reason(existing, version, event)
         if stale:
             return BucketOutcome(event, "skipped", stale)
-        if (
-            existing is not None
-            and existing.status == "ready"
-            and existing.etag == version.etag
-            and existing.embedding_model == self.service.models.embedder_id
-        ):
-            return BucketOutcome(event, "unchanged", "same ETag", existing.chunk_count)
         ingestor = self.service.ingestor
+        if ingestor.is_current(existing) and existing is not None and existing.etag == version.etag:
+            # Same ETag, same bytes: a duplicate delivery or a multipart upload's second event.
+            return BucketOutcome(event, "unchanged", "same ETag", existing.chunk_count)
         try:
             ingestor.check_size(version.size_bytes)
         except FileTooLargeError as exc:

@@ -236,21 +236,25 @@ class Ingestor:
                 f"file is {size:,} bytes, over the {limit:,}-byte limit (RAGOPS_MAX_FILE_BYTES)"
             )
 
-    def _unchanged_by_stat(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
+    def is_current(self, existing: DocumentRow | None) -> bool:
+        """Whether a stored document is ready and embedded with the configured model."""
         return (
             existing is not None
             and existing.status == "ready"
             and existing.embedding_model == self.models.embedder_id
-            and existing.size_bytes == version.size_bytes
-            and existing.source_mtime == version.source_mtime
+        )
+
+    def _unchanged_by_stat(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
+        return (
+            self.is_current(existing)
+            and existing is not None
+            and (existing.size_bytes, existing.source_mtime)
+            == (version.size_bytes, version.source_mtime)
         )
 
     def _unchanged_by_content(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
         return (
-            existing is not None
-            and existing.status == "ready"
-            and existing.embedding_model == self.models.embedder_id
-            and existing.sha256 == version.sha256
+            self.is_current(existing) and existing is not None and existing.sha256 == version.sha256
         )
 
     def _superseded(self, version: DocumentVersion, exc: StaleVersionError) -> IngestOutcome:
