@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     embedder_variant: Literal["fp32", "int8"] = Field(
         default="int8", description="Which exported embedder to run."
     )
-    onnx_threads: int = Field(default=0, ge=0, description="Intra-op threads; 0 = all cores.")
+    onnx_threads: int = Field(
+        default=0, ge=0, description="Model batches run at once, one core each; 0 = all cores."
+    )
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     embedder_source: str | None = Field(
         default=None, description="Build input: package:NAME, a local folder or a hub id."

@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from ragops.ingest.chunk import ChunkingPolicy, WordPieceCounter, chunk_sections
 from ragops.ingest.document import Chunk
 from ragops.ingest.parse import mime_type_for, parse_document
 from ragops.models import Models
+from ragops.models.embedder import Vectors
 from ragops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,23 @@ class Ingestor:
         )
 
     def ingest_paths(self, paths: Iterable[Path], collection: str) -> Iterator[IngestOutcome]:
-        """Ingest local files, embedding small files' chunks together."""
+        """Ingest local files; while one group is written, the next is parsed and embedded."""
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-writer") as writer:
+            saving: Future[list[IngestOutcome]] | None = None
+            for item in self._embedded_groups(paths, collection):
+                if isinstance(item, IngestOutcome):
+                    yield item
+                    continue
+                if saving is not None:
+                    yield from saving.result()
+                saving = writer.submit(self._save_group, *item)
+            if saving is not None:
+                yield from saving.result()
+
+    def _embedded_groups(
+        self, paths: Iterable[Path], collection: str
+    ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
+        """Small files' chunks are embedded together, so length bucketing has room to work."""
         group: list[_Prepared] = []
         for path in paths:
             prepared = self._prepare_path(path, collection)
@@ -99,9 +117,9 @@ class Ingestor:
                 continue
             group.append(prepared)
             if sum(len(p.chunks) for p in group) >= EMBED_GROUP_CHUNKS:
-                yield from self._embed_and_save(group)
+                yield from self._embed(group)
                 group = []
-        yield from self._embed_and_save(group)
+        yield from self._embed(group)
 
     def ingest_bytes(self, data: bytes, version: DocumentVersion, name: str) -> IngestOutcome:
         """Ingest one source whose bytes are already fetched (an S3 object, an upload)."""
@@ -111,7 +129,11 @@ class Ingestor:
         prepared = self._prepare_bytes(data, version, name, existing, started)
         if isinstance(prepared, IngestOutcome):
             return prepared
-        return next(iter(self._embed_and_save([prepared])))
+        for item in self._embed([prepared]):
+            if isinstance(item, IngestOutcome):
+                return item
+            return self._save_group(*item)[0]
+        raise AssertionError("a prepared document always embeds or fails")
 
     def _prepare_path(self, path: Path, collection: str) -> _Prepared | IngestOutcome:
         started = time.perf_counter()
@@ -175,7 +197,9 @@ class Ingestor:
                 documents.mark_pending(conn, version)
         return _Prepared(version, chunks, started, existing)
 
-    def _embed_and_save(self, group: list[_Prepared]) -> Iterator[IngestOutcome]:
+    def _embed(
+        self, group: list[_Prepared]
+    ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
         if not group:
             return
         texts = [chunk.embedding_text for item in group for chunk in item.chunks]
@@ -186,6 +210,11 @@ class Ingestor:
             for item in group:
                 yield self._write_failed(item, f"could not embed: {type(exc).__name__}: {exc}")
             return
+        yield group, vectors
+
+    def _save_group(self, group: list[_Prepared], vectors: Vectors) -> list[IngestOutcome]:
+        """One transaction per document; a failed one is recorded and the rest go on."""
+        outcomes = []
         offset = 0
         for item in group:
             item_vectors = vectors[offset : offset + len(item.chunks)]
@@ -196,21 +225,26 @@ class Ingestor:
                         conn, item.version, item.chunks, item_vectors, self.models.embedder_id
                     )
             except StaleVersionError as exc:
-                yield self._superseded(item.version, exc)
+                outcomes.append(self._superseded(item.version, exc))
                 continue
             except Exception as exc:  # rolled back: nothing of this version was written
                 log.exception("could not save %s", item.version.source)
                 first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                yield self._write_failed(item, f"could not save the chunks: {first_line}")
+                outcomes.append(
+                    self._write_failed(item, f"could not save the chunks: {first_line}")
+                )
                 continue
-            yield IngestOutcome(
-                item.version.source,
-                "ingested",
-                document_id,
-                chunks=len(item.chunks),
-                bytes=item.version.size_bytes,
-                seconds=time.perf_counter() - item.started,
+            outcomes.append(
+                IngestOutcome(
+                    item.version.source,
+                    "ingested",
+                    document_id,
+                    chunks=len(item.chunks),
+                    bytes=item.version.size_bytes,
+                    seconds=time.perf_counter() - item.started,
+                )
             )
+        return outcomes
 
     def _write_failed(self, item: _Prepared, reason: str) -> IngestOutcome:
         """Record a version that could not be embedded or saved, without losing the batch."""

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from ragops.errors import ModelsNotBuiltError
 from ragops.models.manifest import EmbedderSpec
-from ragops.models.runtime import load_tokenizer, open_session
+from ragops.models.runtime import BatchRunner, load_tokenizer, open_session, worker_count
 
 Vectors = npt.NDArray[np.float32]
 
@@ -30,7 +30,8 @@ class Embedder:
         self.dimension = spec.dimension
         self.max_tokens = spec.max_seq_length
         self.tokenizer = load_tokenizer(model_dir, spec.tokenizer)
-        self._session = open_session(model_dir, spec.variants[variant].model, threads)
+        self._runner = BatchRunner(worker_count(threads))
+        self._session = open_session(model_dir, spec.variants[variant].model, threads=1)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._cls_id = self.tokenizer.token_to_id("[CLS]")
         self._sep_id = self.tokenizer.token_to_id("[SEP]")
@@ -49,9 +50,10 @@ class Embedder:
         ids = [enc.ids[:body] for enc in encodings]
         # Sorting by length makes each batch pad to nearly its own length.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            out[batch] = self._run([ids[i] for i in batch])
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        results = self._runner.map(lambda batch: self._run([ids[i] for i in batch]), batches)
+        for batch, vectors in zip(batches, results, strict=True):
+            out[batch] = vectors
         return out
 
     def embed_query(self, text: str) -> Vectors:

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ragops.models.manifest import RerankerSpec
-from ragops.models.runtime import load_tokenizer, open_session
+from ragops.models.runtime import BatchRunner, load_tokenizer, open_session, worker_count
 
 Scores = npt.NDArray[np.float32]
 
@@ -21,7 +21,8 @@ class Reranker:
         self.spec = spec
         self.model_id = spec.id
         self.tokenizer = load_tokenizer(model_dir, spec.tokenizer)
-        self._session = open_session(model_dir, spec.model, threads)
+        self._runner = BatchRunner(worker_count(threads))
+        self._session = open_session(model_dir, spec.model, threads=1)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._cls_id = self.tokenizer.token_to_id("[CLS]")
         self._sep_id = self.tokenizer.token_to_id("[SEP]")
@@ -41,9 +42,14 @@ class Reranker:
             for enc in self.tokenizer.encode_batch(list(passages), add_special_tokens=False)
         ]
         order = sorted(range(len(bodies)), key=lambda i: len(bodies[i]))
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            out[batch] = self._run(query_ids, [bodies[i] for i in batch])
+        # At least one batch per worker, so a single query's pairs use every core.
+        size = min(batch_size, -(-len(order) // self._runner.workers))
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        results = self._runner.map(
+            lambda batch: self._run(query_ids, [bodies[i] for i in batch]), batches
+        )
+        for batch, scores in zip(batches, results, strict=True):
+            out[batch] = scores
         return out
 
     def _run(self, query_ids: list[int], bodies: list[list[int]]) -> Scores:
