@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from ragops.db.database import Database, connect
 from ragops.db.store import check_store_model
+from ragops.errors import RagopsError
 from ragops.ingest.pipeline import Ingestor
 from ragops.models import Models
 from ragops.retrieval.search import Searcher
@@ -54,6 +56,8 @@ class Service:
 
     @cached_property
     def searcher(self) -> Searcher:
+        # The models load in the background while the database connects.
+        self.prefetch_models()
         return Searcher(self.db, self.models, self.settings)
 
     @cached_property
@@ -61,6 +65,11 @@ class Service:
         from ragops.generation.answerer import Answerer
 
         return Answerer.from_service(self)
+
+    def prefetch_models(self) -> None:
+        """Start opening the model sessions now; errors surface where the models are used."""
+        with contextlib.suppress(RagopsError):
+            self.models.prefetch()
 
     @property
     def db_open(self) -> bool:
