@@ -47,6 +47,8 @@ validate-template: $(STAMP)
 
 bench: install
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/run.py
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/serverless.py
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/answers.py
 
 clean:
 	rm -rf $(VENV) .ragops .pytest_cache .mypy_cache .ruff_cache

@@ -57,16 +57,17 @@ def ragops_first_search(
         "RAGOPS_EMBEDDER_VARIANT": "int8",
     }
     mode = "rerank" if rerank else "no-rerank"
-    return _time_to_answer(RAGOPS_FIRST_SEARCH, [QUESTION, mode], env, cwd)
+    return time_to_answer(RAGOPS_FIRST_SEARCH, [QUESTION, mode], env, cwd)
 
 
 def torch_first_embedding(weights: Path, cwd: Path) -> dict[str, Any]:
     """Seconds from launch to the first sentence embedded on torch, and peak RSS."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return _time_to_answer(TORCH_FIRST_EMBEDDING, [QUESTION, str(weights)], env, cwd)
+    return time_to_answer(TORCH_FIRST_EMBEDDING, [QUESTION, str(weights)], env, cwd)
 
 
-def _time_to_answer(code: str, args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+def time_to_answer(code: str, args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Run `code` in a fresh interpreter; seconds from launch to the answer it reports."""
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from ragops.db.documents import DocumentVersion
+from ragops.dev.serve import serve_in_background
 from ragops.resources import get_service
 from tests.e2e.conftest import query_api, reset_process_resources
 from tests.generation.conftest import CORPUS, local_llm  # noqa: F401 (a fixture)
@@ -46,27 +43,8 @@ def api_url(llm_env: None) -> Iterator[str]:
     """The query app under a real ASGI server on a free loopback port."""
     from ragops.api.app import create_query_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_query_app(include_health=True),
-            host="127.0.0.1",
-            port=port,
-            lifespan="off",
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the API server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_background(create_query_app(include_health=True)) as url:
+        yield url
 
 
 def _sse_events(lines: Iterator[str]) -> list[tuple[str, dict[str, Any]]]:

