@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from ragops.db.database import _version_tuple
+from ragops.db.database import MIN_PGVECTOR, version_tuple
 from ragops.db.documents import status_counts
 from ragops.db.migrate import pending_migrations
 from ragops.db.store import stored_model
@@ -55,19 +56,25 @@ def check_health(service: Service) -> HealthReport:
     with contextlib.suppress(psycopg.Error, RagopsError):
         service.db  # noqa: B018
     try:
-        with psycopg.connect(_url(service), autocommit=True, connect_timeout=5) as conn:
+        with _connection(service) as conn:
             _database_checks(conn, report, configured)
     except (psycopg.Error, RagopsError) as exc:
         report.checks["database"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     return report
 
 
-def _url(service: Service) -> str:
+@contextlib.contextmanager
+def _connection(service: Service) -> Iterator[psycopg.Connection]:
+    """The service's pool when it opened; else a direct connection, to say what is wrong."""
     if service.db_open:
-        return service.db.url
+        with service.db.pool.connection() as conn:
+            yield conn
+        return
     from ragops.db.database import resolve_database_url
 
-    return resolve_database_url(service.settings)
+    url = resolve_database_url(service.settings)
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        yield conn
 
 
 def _database_checks(
@@ -78,7 +85,7 @@ def _database_checks(
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     version = str(row[0]) if row else None
     report.checks["pgvector"] = {
-        "ok": version is not None and _version_tuple(version) >= (0, 7),
+        "ok": version is not None and version_tuple(version) >= MIN_PGVECTOR,
         "detail": version or "the vector extension is not installed",
     }
     pending = pending_migrations(conn)

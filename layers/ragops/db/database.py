@@ -22,7 +22,7 @@ MIN_PGVECTOR = (0, 7)
 ITERATIVE_SCAN_PGVECTOR = (0, 8)
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
@@ -52,7 +52,7 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
         ).fetchone()
     assert row is not None
     version = str(row[0])
-    if _version_tuple(version) < MIN_PGVECTOR:
+    if version_tuple(version) < MIN_PGVECTOR:
         raise DatabaseSetupError(
             f"pgvector {version} is too old; ragops needs >= 0.7 "
             "(`ALTER EXTENSION vector UPDATE;` after upgrading the server package)"
@@ -70,7 +70,7 @@ class Database:
 
     @property
     def iterative_scan(self) -> bool:
-        return _version_tuple(self.pgvector_version) >= ITERATIVE_SCAN_PGVECTOR
+        return version_tuple(self.pgvector_version) >= ITERATIVE_SCAN_PGVECTOR
 
     def close(self) -> None:
         self.pool.close()
@@ -124,7 +124,7 @@ def connect(settings: Settings) -> Database:
         raise DatabaseSetupError(f"cannot connect to the database: {exc}") from exc
     for migration in applied:
         log.info("applied migration %04d_%s", migration.version, migration.name)
-    iterative = _version_tuple(version) >= ITERATIVE_SCAN_PGVECTOR
+    iterative = version_tuple(version) >= ITERATIVE_SCAN_PGVECTOR
     ef_search = settings.ef_search
 
     def configure(conn: psycopg.Connection) -> None:

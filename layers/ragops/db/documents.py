@@ -278,3 +278,16 @@ def collection_exists(conn: psycopg.Connection, collection: str) -> bool:
         "SELECT EXISTS (SELECT 1 FROM documents WHERE collection = %s)", (collection,)
     ).fetchone()
     return bool(row and row[0])
+
+
+def delete_source(
+    conn: psycopg.Connection, source: str, except_collection: str | None = None
+) -> bool:
+    """Delete a source's documents in every collection (but `except_collection`)."""
+    with conn.transaction():
+        rows = conn.execute(
+            """DELETE FROM documents
+               WHERE source = %s AND collection IS DISTINCT FROM %s RETURNING id""",
+            (source, except_collection),
+        ).fetchall()
+    return bool(rows)

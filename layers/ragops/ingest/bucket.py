@@ -53,7 +53,7 @@ class BucketIngest:
         except self.s3.exceptions.NoSuchKey:
             # Deleted since the event was sent: the removal event finishes the job, and
             # deleting now keeps an out-of-order pair from resurrecting the document.
-            deleted = self._delete_everywhere(event.source)
+            deleted = self._delete_source(event.source)
             return BucketOutcome(event, "deleted" if deleted else "skipped", "object is gone")
         body = response["Body"]
         try:
@@ -99,7 +99,8 @@ class BucketIngest:
             return BucketOutcome(event, "skipped", outcome.error)
         if outcome.status == "failed":
             return BucketOutcome(event, "failed", outcome.error or "ingest failed")
-        self._delete_other_collections(event.source, collection)
+        with self.service.db.pool.connection() as conn:
+            documents.delete_source(conn, event.source, except_collection=collection)
         return BucketOutcome(event, outcome.status, chunks=outcome.chunks)
 
     def _stale_reason(
@@ -124,16 +125,9 @@ class BucketIngest:
             # event's time with LastModified cannot decide it: LastModified has whole seconds,
             # so a re-creation in the same second as the deletion would look older.
             return BucketOutcome(event, "skipped", "object exists again")
-        deleted = self._delete_everywhere(event.source)
+        deleted = self._delete_source(event.source)
         return BucketOutcome(event, "deleted" if deleted else "skipped")
 
-    def _delete_everywhere(self, source: str) -> bool:
-        with self.service.db.pool.connection() as conn, conn.transaction():
-            rows = conn.execute("DELETE FROM documents WHERE source = %s RETURNING id", (source,))
-            return bool(rows.fetchall())
-
-    def _delete_other_collections(self, source: str, collection: str) -> None:
+    def _delete_source(self, source: str) -> bool:
         with self.service.db.pool.connection() as conn:
-            conn.execute(
-                "DELETE FROM documents WHERE source = %s AND collection <> %s", (source, collection)
-            )
+            return documents.delete_source(conn, source)
