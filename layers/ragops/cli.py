@@ -180,8 +180,6 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
             print(f"ragops: --meta needs KEY=VALUE, got {item!r}", file=sys.stderr)
             return EXIT_USAGE
         metadata[key] = value
-    if args.document_id:
-        _parse_uuid(args.document_id)
     service = _service(settings)
     try:
         filters = SearchFilters(
@@ -237,15 +235,6 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         where = f", p. {citation.page}" if citation.page else ""
         print(f"[{citation.index}] {citation.title or citation.source} ({citation.source}{where})")
     return 0
-
-
-def _parse_uuid(text: str) -> uuid.UUID:
-    from ragops.errors import InvalidQueryError
-
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise InvalidQueryError(f"{text!r} is not a document id (a UUID)") from None
 
 
 def _docs_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -39,6 +39,15 @@ class DocumentVersion:
     # A local file's mtime can go back (a restored backup), so it is not compared.
     reject_older: bool = False
 
+    def superseded_by(self, stored_mtime: datetime | None) -> bool:
+        """Whether a stored version modified at `stored_mtime` is newer than this one."""
+        return (
+            self.reject_older
+            and self.source_mtime is not None
+            and stored_mtime is not None
+            and stored_mtime > self.source_mtime
+        )
+
 
 @dataclass
 class DocumentRow:
@@ -81,13 +90,13 @@ def _lock_source(conn: psycopg.Connection, collection: str, source: str) -> None
 def _lock_version(conn: psycopg.Connection, version: DocumentVersion) -> None:
     """Lock the source; refuse a version older than the stored one when versions are ordered."""
     _lock_source(conn, version.collection, version.source)
-    if not version.reject_older or version.source_mtime is None:
+    if not version.reject_older:
         return
     row = conn.execute(
         "SELECT source_mtime FROM documents WHERE collection = %s AND source = %s",
         (version.collection, version.source),
     ).fetchone()
-    if row is not None and row[0] is not None and row[0] > version.source_mtime:
+    if row is not None and version.superseded_by(row[0]):
         raise StaleVersionError(
             f"{version.source}: a newer version (modified {row[0].isoformat()}) is already stored"
         )

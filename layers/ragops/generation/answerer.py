@@ -31,7 +31,7 @@ from ragops.generation.prompt import (
     condense_messages,
     select_context,
 )
-from ragops.retrieval.search import Searcher, SearchRequest, SearchResult
+from ragops.retrieval.search import Searcher, SearchRequest, SearchResult, ms_since
 from ragops.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Answerer:
             answer = self._fallback(prepared, exc)
         else:
             answer = self._generated(context, result)
-        return self._finish(prepared, answer, _ms_since(started))
+        return self._finish(prepared, answer, ms_since(started))
 
     def stream(
         self, request: SearchRequest, history: Sequence[Turn] | None = None
@@ -163,7 +163,7 @@ class Answerer:
                 )
             else:
                 yield StreamEvent("token", {"text": answer.answer})
-        answer = self._finish(prepared, answer, _ms_since(started))
+        answer = self._finish(prepared, answer, ms_since(started))
         yield StreamEvent("final", answer.to_json())
 
     # --- before generation -------------------------------------------------------------
@@ -240,13 +240,13 @@ class Answerer:
             result = self.llm.chat(condense_messages(turns, question), CONDENSE_MAX_TOKENS)
         except LLMError as exc:
             warning = "the question was not rewritten with the conversation; used the last turn"
-            return joined, Usage(), [warning], _ms_since(started), exc
+            return joined, Usage(), [warning], ms_since(started), exc
         rewritten = _clean_rewrite(result.content)
         warnings = []
         if not rewritten.endswith("?") or len(rewritten) > 4 * len(question) + 200:
             rewritten = joined
             warnings.append("the LLM's rewrite of the question was unusable; used the last turn")
-        return rewritten, result.usage, warnings, _ms_since(started), None
+        return rewritten, result.usage, warnings, ms_since(started), None
 
     # --- answers -----------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class Answerer:
     def _finish(self, prepared: _Prepared, answer: Answer, generate_ms: float) -> Answer:
         timings = dict(prepared.timings)
         timings["generate"] = round(timings["generate"] + generate_ms, 3)
-        timings["total"] = _ms_since(prepared.started)
+        timings["total"] = ms_since(prepared.started)
         answer.timings_ms = timings
         answer.usage = (prepared.usage + Usage(**answer.usage)).to_json()
         answer.warnings = [*prepared.warnings, *answer.warnings]
@@ -340,7 +340,3 @@ def _log_llm_failure(exc: LLMError) -> None:
     # A refused request (bad key, wrong URL) is a configuration problem someone must fix.
     level = logging.ERROR if isinstance(exc, LLMRequestError) else logging.WARNING
     log.log(level, "LLM call failed: %s", exc)
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ragops.db import documents
-from ragops.db.documents import DocumentRow, DocumentVersion
+from ragops.db.documents import DocumentVersion
 from ragops.errors import FileTooLargeError
 from ragops.ingest.events import ObjectEvent
 from ragops.service import Service
@@ -76,11 +76,13 @@ class BucketIngest:
         )
         with self.service.db.pool.connection() as conn:
             existing = documents.find_document(conn, collection, event.source)
-        stale = self._stale_reason(existing, version, event)
-        if stale:
-            return BucketOutcome(event, "skipped", stale)
+        # Checked again under the write lock; here it saves downloading a superseded body.
+        if existing is not None and version.superseded_by(existing.source_mtime):
+            return BucketOutcome(
+                event, "skipped", "a newer version of the object is already stored"
+            )
         ingestor = self.service.ingestor
-        if ingestor.is_current(existing) and existing is not None and existing.etag == version.etag:
+        if ingestor.is_current(existing) and existing.etag == version.etag:
             # Same ETag, same bytes: a duplicate delivery or a multipart upload's second event.
             return BucketOutcome(event, "unchanged", "same ETag", existing.chunk_count)
         try:
@@ -94,7 +96,7 @@ class BucketIngest:
                 refused.error or str(exc),
             )
         data = response["Body"].read()
-        outcome = ingestor.ingest_bytes(data, version, event.key)
+        outcome = ingestor.ingest_bytes(data, version, event.key, existing)
         if outcome.status == "unchanged" and outcome.error:
             return BucketOutcome(event, "skipped", outcome.error)
         if outcome.status == "failed":
@@ -102,15 +104,6 @@ class BucketIngest:
         with self.service.db.pool.connection() as conn:
             documents.delete_source(conn, event.source, except_collection=collection)
         return BucketOutcome(event, outcome.status, chunks=outcome.chunks)
-
-    def _stale_reason(
-        self, existing: DocumentRow | None, version: DocumentVersion, event: ObjectEvent
-    ) -> str | None:
-        if existing is None or existing.source_mtime is None or version.source_mtime is None:
-            return None
-        if existing.source_mtime > version.source_mtime:
-            return "a newer version of the object is already stored"
-        return None
 
     def _removed(self, event: ObjectEvent) -> BucketOutcome:
         try:

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from ragops.db import documents
 from ragops.db.database import Database
@@ -121,11 +121,21 @@ class Ingestor:
                 group = []
         yield from self._embed(group)
 
-    def ingest_bytes(self, data: bytes, version: DocumentVersion, name: str) -> IngestOutcome:
-        """Ingest one source whose bytes are already fetched (an S3 object, an upload)."""
+    def ingest_bytes(
+        self,
+        data: bytes,
+        version: DocumentVersion,
+        name: str,
+        existing: DocumentRow | None = None,
+    ) -> IngestOutcome:
+        """Ingest one source whose bytes are already fetched (an S3 object, an upload).
+
+        `existing` is the stored row when the caller has just read it; else it is looked up.
+        """
         started = time.perf_counter()
-        with self.db.pool.connection() as conn:
-            existing = documents.find_document(conn, version.collection, version.source)
+        if existing is None:
+            with self.db.pool.connection() as conn:
+                existing = documents.find_document(conn, version.collection, version.source)
         prepared = self._prepare_bytes(data, version, name, existing, started)
         if isinstance(prepared, IngestOutcome):
             return prepared
@@ -270,7 +280,7 @@ class Ingestor:
                 f"file is {size:,} bytes, over the {limit:,}-byte limit (RAGOPS_MAX_FILE_BYTES)"
             )
 
-    def is_current(self, existing: DocumentRow | None) -> bool:
+    def is_current(self, existing: DocumentRow | None) -> TypeGuard[DocumentRow]:
         """Whether a stored document is ready and embedded with the configured model."""
         return (
             existing is not None
@@ -279,17 +289,13 @@ class Ingestor:
         )
 
     def _unchanged_by_stat(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
-        return (
-            self.is_current(existing)
-            and existing is not None
-            and (existing.size_bytes, existing.source_mtime)
-            == (version.size_bytes, version.source_mtime)
+        return self.is_current(existing) and (existing.size_bytes, existing.source_mtime) == (
+            version.size_bytes,
+            version.source_mtime,
         )
 
     def _unchanged_by_content(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
-        return (
-            self.is_current(existing) and existing is not None and existing.sha256 == version.sha256
-        )
+        return self.is_current(existing) and existing.sha256 == version.sha256
 
     def _superseded(self, version: DocumentVersion, exc: StaleVersionError) -> IngestOutcome:
         """A late delivery of an older version: the store already holds a newer one."""

@@ -112,7 +112,7 @@ class Searcher:
         }
         if request.mode != "lexical":
             params["embedding"] = self.models.embedder.embed_query(request.query)
-        timings["embed"] = _ms_since(started)
+        timings["embed"] = ms_since(started)
 
         fetch = max(request.top_k, self.settings.rerank_candidates if request.rerank else 0)
         statement, filter_params = search_statement(request.mode, request.filters)
@@ -120,14 +120,14 @@ class Searcher:
         t = time.perf_counter()
         with self.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(statement, params).fetchall()
-        timings["retrieve"] = _ms_since(t)
+        timings["retrieve"] = ms_since(t)
 
         results = [_result(row, request.mode) for row in rows]
         if request.rerank and results:
             t = time.perf_counter()
             results = self._rerank(request.query, results)
-            timings["rerank"] = _ms_since(t)
-        timings["total"] = _ms_since(started)
+            timings["rerank"] = ms_since(t)
+        timings["total"] = ms_since(started)
         return SearchResponse(results[: request.top_k], timings)
 
     def _rerank(self, query: str, results: list[SearchResult]) -> list[SearchResult]:
@@ -149,7 +149,8 @@ def _document_id(text: str) -> str:
         raise InvalidQueryError(f"{text!r} is not a document id (a UUID)") from None
 
 
-def _ms_since(start: float) -> float:
+def ms_since(start: float) -> float:
+    """Milliseconds since a `time.perf_counter()` reading."""
     return round((time.perf_counter() - start) * 1000, 3)
 
 
