@@ -22,6 +22,7 @@ import httpx
 
 from ragops.dev.local_llm import local_llm_server
 from ragops.dev.serve import serve_in_background
+from ragops.generation.sse import sse_events
 from ragops.resources import get_service
 from sample_store import (
     REPO,
@@ -82,13 +83,8 @@ def _configure_service(database_url: str, model_dir: Path, llm_base_url: str) ->
 
 
 def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    name = None
-    for line in lines:
-        if line.startswith("event: "):
-            name = line.removeprefix("event: ")
-        elif line.startswith("data: ") and name is not None:
-            yield name, json.loads(line.removeprefix("data: "))
-            name = None
+    for name, data in sse_events(lines):
+        yield name, json.loads(data)
 
 
 def ask_streamed(client: httpx.Client, question: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 from ragops.db.documents import DocumentVersion
 from ragops.dev.serve import serve_in_background
+from ragops.generation.sse import sse_events
 from ragops.resources import get_service
 from tests.e2e.conftest import query_api, reset_process_resources
 from tests.generation.conftest import CORPUS, local_llm  # noqa: F401 (a fixture)
@@ -48,16 +49,7 @@ def api_url(llm_env: None) -> Iterator[str]:
 
 
 def _sse_events(lines: Iterator[str]) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    name = None
-    for line in lines:
-        if line.startswith("event: "):
-            name = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            assert name is not None, "data before its event line"
-            events.append((name, json.loads(line.removeprefix("data: "))))
-            name = None
-    return events
+    return [(name, json.loads(data)) for name, data in sse_events(lines)]
 
 
 def test_generated_answer_cites_the_source_that_holds_it(api_url: str) -> None:

@@ -61,25 +61,12 @@ def _snapshot_dir(settings: Settings) -> Path:
     return settings.data_dir / "bucket"
 
 
-def restore_bucket(resources: LocalResources, snapshot: Path) -> int:
-    """Put the objects saved at the last shutdown back (their ingest is a no-op)."""
-    s3 = client("s3", resources.endpoint_url)
-    count = 0
-    for path in sorted(p for p in snapshot.rglob("*") if p.is_file()):
-        key = path.relative_to(snapshot).as_posix()
-        s3.upload_file(str(path), resources.bucket, key)
-        count += 1
-    return count
-
-
-def seed_bucket(resources: LocalResources, folder: Path) -> int:
-    """Fill an empty bucket with example documents, under samples/."""
+def put_folder(resources: LocalResources, folder: Path, prefix: str = "") -> int:
+    """Put every file under `folder` into the bucket, keyed by its relative path."""
     s3 = client("s3", resources.endpoint_url)
     count = 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        s3.upload_file(
-            str(path), resources.bucket, f"samples/{path.relative_to(folder).as_posix()}"
-        )
+        s3.upload_file(str(path), resources.bucket, prefix + path.relative_to(folder).as_posix())
         count += 1
     return count
 
@@ -132,9 +119,11 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
         service = get_service()
         service.db  # noqa: B018 (start PostgreSQL and migrate before anything listens)
         resources = create_resources(endpoint, load_definition())
-        restored = restore_bucket(resources, _snapshot_dir(settings))
+        # The objects saved at the last shutdown come back (their ingest is a no-op);
+        # an empty bucket gets the example documents.
+        restored = put_folder(resources, _snapshot_dir(settings))
         if options.seed is not None and restored == 0:
-            restored = seed_bucket(resources, options.seed)
+            restored = put_folder(resources, options.seed, prefix="samples/")
         threads.append(
             threading.Thread(
                 target=run_worker,
