@@ -78,3 +78,32 @@ def service(settings: Settings) -> Iterator[object]:
     svc = Service(settings)
     yield svc
     svc.close()
+
+
+def ragops_env(database_url: str, model_dir: Path, data_dir: Path) -> dict[str, str]:
+    """The environment a `ragops` command needs to run against a test's database."""
+    return {
+        "RAGOPS_DATABASE_URL": database_url,
+        "RAGOPS_MODEL_DIR": str(model_dir),
+        "RAGOPS_DATA_DIR": str(data_dir),
+        "RAGOPS_POOL_MIN_SIZE": "0",
+        "RAGOPS_POOL_MAX_SIZE": "2",
+    }
+
+
+@pytest.fixture
+def cli_env(
+    database_url: str, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """This process's environment set for in-process `ragops` commands; returns the work dir.
+
+    Every other RAGOPS_ variable goes, and the work dir is the test's own folder, so
+    relative paths resolve there and no stray .env is read.
+    """
+    for name in list(os.environ):
+        if name.startswith("RAGOPS_"):
+            monkeypatch.delenv(name)
+    for name, value in ragops_env(database_url, model_dir, tmp_path / "data").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

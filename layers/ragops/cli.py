@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     reembed = commands.add_parser("reembed", help="re-embed every chunk with the configured model")
     reembed.set_defaults(run=_reembed)
 
+    from ragops.evaluation.command import add_eval_arguments
+
+    evaluate = commands.add_parser("eval", help="evaluate retrieval on a BEIR-layout dataset")
+    add_eval_arguments(evaluate)
+
     from ragops.dev.commands import add_commands
 
     add_commands(commands)

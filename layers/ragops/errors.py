@@ -53,3 +53,7 @@ class NotFoundError(RagopsError):
 
 class InvalidQueryError(RagopsError):
     """A search request that cannot be answered as asked."""
+
+
+class EvalDataError(RagopsError):
+    """An evaluation dataset or baseline file that cannot be used; names the file and line."""

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.conftest import ragops_env
 
 from ragops.cli import main
 from ragops.ingest.pipeline import file_source
@@ -82,31 +83,9 @@ class Cli:
         return int(row[0])
 
 
-def ragops_env(database_url: str, model_dir: Path, data_dir: Path) -> dict[str, str]:
-    return {
-        "RAGOPS_DATABASE_URL": database_url,
-        "RAGOPS_MODEL_DIR": str(model_dir),
-        "RAGOPS_DATA_DIR": str(data_dir),
-        "RAGOPS_POOL_MIN_SIZE": "0",
-        "RAGOPS_POOL_MAX_SIZE": "2",
-    }
-
-
 @pytest.fixture
-def cli(
-    database_url: str,
-    model_dir: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> Cli:
-    for name in list(os.environ):
-        if name.startswith("RAGOPS_"):
-            monkeypatch.delenv(name)
-    for name, value in ragops_env(database_url, model_dir, tmp_path / "data").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(tmp_path)  # relative paths resolve here, and no stray .env is read
-    return Cli(tmp_path, database_url, capsys)
+def cli(cli_env: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(cli_env, database_url, capsys)
 
 
 @pytest.fixture
