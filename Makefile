@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL_DIR ?= $(or $(RAGOPS_MODEL_DIR),.ragops/models)
 STAMP := $(VENV)/.installed
 
-.PHONY: install models run test test-unit lint bench clean
+.PHONY: install models run test test-unit lint eval bench clean
 
 install: $(STAMP) models
 
@@ -38,6 +38,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The retrieval evaluation on the project's set, gated: fails when a metric falls more
+# than the tolerance below eval/baseline.json. Its own store, so it starts from nothing.
+EVAL_DIR ?= .ragops/eval
+eval: install
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) RAGOPS_DATA_DIR=$(EVAL_DIR) RAGOPS_DATABASE_URL= \
+		$(BIN)/ragops eval --dataset eval/ragops-docs --baseline eval/baseline.json \
+		--tolerance 0.02 --report $(EVAL_DIR)/report.md
 
 .PHONY: validate-template
 # The SAM template, offline: sam's own lint, then the real SAM transform + cfn-lint on its output.

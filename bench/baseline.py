@@ -40,7 +40,13 @@ class TorchEmbedder:
         # ragops' copy of the same word-piece vocabulary: chunk sizes are counted with it.
         self.tokenizer = tokenizer
 
-    def embed(self, texts: Sequence[str], batch_size: int = BATCH_SIZE) -> npt.NDArray[np.float32]:
+    def embed(
+        self,
+        texts: Sequence[str],
+        batch_size: int = BATCH_SIZE,
+        pieces: Sequence[Sequence[int]] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """`pieces` is ignored: sentence-transformers tokenizes the texts itself."""
         vectors = self.model.encode(
             list(texts),
             batch_size=batch_size,

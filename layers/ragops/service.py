@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from ragops.db.database import Database, connect
 from ragops.db.store import check_store_model
 from ragops.errors import RagopsError
-from ragops.ingest.pipeline import Ingestor
 from ragops.models import Models
 from ragops.retrieval.search import Searcher
 from ragops.settings import Settings
 
 if TYPE_CHECKING:
     from ragops.generation.answerer import Answerer
+    from ragops.ingest.pipeline import Ingestor
 
 
 class Service:
@@ -52,6 +52,9 @@ class Service:
 
     @cached_property
     def ingestor(self) -> Ingestor:
+        # Imported here: the query function never ingests, and parsing costs its cold start.
+        from ragops.ingest.pipeline import Ingestor
+
         return Ingestor(self.db, self.models, self.settings)
 
     @cached_property

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SearchMode = Literal["hybrid", "vector", "lexical"]
@@ -74,9 +74,15 @@ class Settings(BaseSettings):
     )
     rerank: bool = True
     rerank_candidates: int = Field(
-        default=20, ge=1, le=200, description="Fused candidates the cross-encoder rescores."
+        default=10, ge=1, le=200, description="Fused candidates the cross-encoder rescores."
     )
     rerank_max_tokens: int = Field(default=256, ge=32, le=512)
+    rerank_fallback_probability: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Below this for every candidate, hybrid keeps the vector leg's order.",
+    )
     rrf_k: int = Field(default=60, ge=1)
     ef_search: int = Field(default=100, ge=1, le=1000)
 
@@ -131,6 +137,16 @@ class Settings(BaseSettings):
     @property
     def models_path(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    # Observability (the Lambda functions and `ragops dev`; the CLI keeps its -v switch)
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(str.upper)
+    ] = Field(
+        default="INFO", description="Level of the service's JSON logs; DEBUG adds query text."
+    )
+    tracing: Literal["off", "xray"] = Field(
+        default="off", description="xray: stages as X-Ray subsegments (needs aws_xray_sdk)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -49,8 +49,11 @@ def split(events: list[StreamEvent]) -> tuple[list[str], dict[str, Any]]:
     return [e.data["text"] for e in events[:-1]], events[-1].data
 
 
-def answer_logs(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == LOG]
+def answer_logs(caplog: pytest.LogCaptureFixture, event: str = "answer") -> list[dict[str, Any]]:
+    messages = [r.getMessage() for r in caplog.records if r.name == LOG]
+    # At DEBUG the logger also writes plain lines; the answer records are JSON objects.
+    records = [json.loads(m) for m in messages if m.startswith("{")]
+    return [record for record in records if record.get("event") == event]
 
 
 # --- generated answers from the real local model ---------------------------------------------
@@ -152,11 +155,11 @@ def test_follow_up_is_rewritten_by_the_llm_before_retrieval(
         {"role": "user", "content": "When was the Kestrel Point lighthouse built?"},
         {"role": "assistant", "content": "According to [1], it was built in 1887."},
     ]
-    caplog.set_level(logging.INFO, logger=LOG)
+    caplog.set_level(logging.DEBUG, logger=LOG)
     answer = answerer(service, local_llm.base_url).answer(
         service.searcher.request("How many steps does its keeper climb?"), history
     )
-    (record,) = answer_logs(caplog)
+    (record,) = answer_logs(caplog, "answer_question")
     rewritten = record["standalone_query"]
     assert rewritten
     assert rewritten.endswith("?")
@@ -190,12 +193,19 @@ def test_without_an_llm_a_follow_up_joins_the_last_user_turn(
         {"role": "user", "content": "Tell me about   Mount Ferrow."},
         {"role": "assistant", "content": "It is a volcano."},
     ]
-    caplog.set_level(logging.INFO, logger=LOG)
+    caplog.set_level(logging.DEBUG, logger=LOG)
     answer = answerer(service, None).answer(
         service.searcher.request("How wide is its lake?"), history
     )
-    (record,) = answer_logs(caplog)
+    (record,) = answer_logs(caplog, "answer_question")
     assert record["standalone_query"] == "Tell me about Mount Ferrow. How wide is its lake?"
+    assert record["query"] == "How wide is its lake?"
+    (info,) = answer_logs(caplog)
+    assert info["rewritten"] is True
+    # At INFO, neither the question nor any passage text is logged.
+    info_text = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
+    assert "lake" not in info_text
+    assert "Ferrow" not in info_text
     assert answer.citations[0].source == "s3://docs/volcano.md"
 
 

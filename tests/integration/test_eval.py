@@ -259,3 +259,13 @@ def test_eval_answers_scores_citations_answers_and_refusals(
     assert answers["answered"] >= 0.75
     assert answers["citation_precision"] >= 0.7
     assert answers["citations_checked"] >= 7
+
+
+def test_eval_answers_with_the_local_llm_generates_with_smollm2(run: Run) -> None:
+    answers = eval_json(run, "--answers", "--local-llm")["answers"]
+
+    assert (answers["answerable_queries"], answers["unanswerable_queries"]) == (9, 2)
+    assert answers["llm_models"], "the answers came from the local server's model"
+    assert answers["answer_modes"].get("generative", 0) >= 1
+    for share in ("citation_precision", "answered", "correct_refusals"):
+        assert answers[share] is None or 0.0 <= answers[share] <= 1.0

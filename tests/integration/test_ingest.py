@@ -394,8 +394,8 @@ def break_last_vector(svc: Service, monkeypatch: pytest.MonkeyPatch, marker: str
     embedder = svc.models.embedder
     embed = embedder.embed
 
-    def broken(texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
-        vectors = list(embed(texts, batch_size))
+    def broken(texts: Sequence[str], batch_size: int = 32, pieces: Any = None) -> list[np.ndarray]:
+        vectors = list(embed(texts, batch_size, pieces))
         marked = [i for i, text in enumerate(texts) if marker in text]
         if marked:
             vectors[marked[-1]] = vectors[marked[-1]][:-1]

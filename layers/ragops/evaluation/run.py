@@ -215,6 +215,17 @@ def _then_unreranked(
     return reranked + [result for result in unreranked if result.chunk_id not in seen]
 
 
+def ndcg_by_kind(run: ModeRun, dataset: Dataset) -> dict[str, float]:
+    """nDCG@10 over each kind of judged query: which questions a mode wins or loses."""
+    kinds: dict[str, dict[str, dict[str, int]]] = {}
+    for query in dataset.judged_queries:
+        kinds.setdefault(query.kind, {})[query.id] = dataset.qrels[query.id]
+    return {
+        kind: round(mean_scores(run.rankings, qrels)["ndcg@10"], 4)
+        for kind, qrels in sorted(kinds.items())
+    }
+
+
 def mode_scores(run: ModeRun, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
     """The mean of each metric over the judged queries, and the searches' p50/p95 latency."""
     scores = {name: round(value, 4) for name, value in mean_scores(run.rankings, qrels).items()}
@@ -252,6 +263,7 @@ def evaluate_retrieval(service: Service, dataset: Dataset) -> dict[str, Any]:
         **modes[DEFAULT_MODE],
         "mode": DEFAULT_MODE,
         "modes": modes,
+        "ndcg@10_by_kind": {name: ndcg_by_kind(run, dataset) for name, run in runs.items()},
         "queries": len(dataset.qrels),
         "corpus_documents": len(dataset.corpus),
         "chunks": corpus.chunks,

@@ -44,6 +44,8 @@ ROLES = ("user", "assistant")
 # Each history turn is cut to this many characters before it reaches a prompt.
 TURN_CHARS = 1000
 CONDENSE_MAX_TOKENS = 96
+# User text is logged at DEBUG only, and cut: logs are not a copy of what people asked.
+QUERY_LOG_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -297,14 +299,21 @@ class Answerer:
         return answer
 
     def _log(self, prepared: _Prepared, answer: Answer) -> None:
+        """One INFO line per answer with no user or document text; the question (and its
+        rewrite) only at DEBUG."""
+        if log.isEnabledFor(logging.DEBUG):
+            rewritten = prepared.query if prepared.query != prepared.original_query else None
+            question = {
+                "event": "answer_question",
+                "query": prepared.original_query[:QUERY_LOG_CHARS],
+                "standalone_query": rewritten[:QUERY_LOG_CHARS] if rewritten else None,
+            }
+            log.debug(json.dumps(question, ensure_ascii=False))
         if not log.isEnabledFor(logging.INFO):
             return
         record = {
             "event": "answer",
-            "query": prepared.original_query,
-            "standalone_query": (
-                prepared.query if prepared.query != prepared.original_query else None
-            ),
+            "rewritten": prepared.query != prepared.original_query,
             "mode": answer.mode,
             "model": answer.model,
             "chunks": [

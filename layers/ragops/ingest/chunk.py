@@ -8,9 +8,9 @@ word pieces: chunks are packed from counted units without re-tokenizing each can
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ragops.ingest.document import Chunk, Section, embedding_text
 
@@ -20,10 +20,13 @@ SPECIAL_TOKENS = 2
 MIN_TEXT_TOKENS = 16
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n")
+R = TypeVar("R")
 
 
 class TokenCounter(Protocol):
     def count_batch(self, texts: Sequence[str]) -> list[int]: ...
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
 
     def split(self, text: str, max_tokens: int) -> list[str]: ...
 
@@ -35,10 +38,14 @@ class WordPieceCounter:
         self._tokenizer = tokenizer
 
     def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.encode_batch(texts)]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """The word-piece ids of each text, special tokens excluded."""
         if not texts:
             return []
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)  # type: ignore[attr-defined]
-        return [len(e.ids) for e in encodings]
+        return [e.ids for e in encodings]
 
     def split(self, text: str, max_tokens: int) -> list[str]:
         """Cut `text` into pieces of at most `max_tokens`, preferring word starts."""
@@ -94,65 +101,132 @@ class _Unit:
 def chunk_sections(
     sections: Iterable[Section], counter: TokenCounter, policy: ChunkingPolicy
 ) -> list[Chunk]:
-    """Chunks in document order; none exceeds the model window with its heading."""
+    """Chunks in document order; none exceeds the model window with its heading.
+
+    The whole document is tokenized in a few batched calls (one per level of splitting),
+    not per section: per call, the tokenizer costs more than the text it reads.
+    """
+    sections = list(sections)
+    headings = _fitting_headings([s.heading for s in sections], counter, policy)
+    budgets = [
+        min(policy.chunk_tokens, policy.max_tokens - SPECIAL_TOKENS - tokens)
+        for _, tokens in headings
+    ]
+    units: list[list[_Unit]] = [[] for _ in sections]
+    paragraphs = [
+        _Piece(index, paragraph.strip())
+        for index, section in enumerate(sections)
+        for paragraph in _PARAGRAPH_BREAK.split(section.text)
+        if paragraph.strip()
+    ]
+    for piece, found in zip(paragraphs, _refine(paragraphs, counter, budgets), strict=True):
+        units[piece.section].extend(found)
+
+    drafts = [
+        _Piece(index, "\n\n".join(u.text for u in chunk_units))
+        for index, budget in enumerate(budgets)
+        for chunk_units, _ in _pack(units[index], budget, min(policy.overlap_tokens, budget // 2))
+    ]
+    window = policy.max_tokens - SPECIAL_TOKENS
     chunks: list[Chunk] = []
-    for section in sections:
-        heading, heading_tokens = _fitting_heading(section.heading, counter, policy)
-        budget = min(policy.chunk_tokens, policy.max_tokens - SPECIAL_TOKENS - heading_tokens)
-        for content, tokens in _chunk_text(section.text, heading, budget, counter, policy):
+    for draft, fitted in zip(drafts, _fit_window(drafts, headings, counter, window), strict=True):
+        heading, heading_tokens = headings[draft.section]
+        for content, pieces in fitted:
             chunks.append(
                 Chunk(
                     ordinal=len(chunks),
                     content=content,
-                    token_count=tokens,
+                    token_count=len(pieces) - heading_tokens,
                     heading=heading,
-                    page=section.page,
+                    page=sections[draft.section].page,
+                    pieces=pieces,
                 )
             )
     return chunks
 
 
-def _fitting_heading(
-    heading: str | None, counter: TokenCounter, policy: ChunkingPolicy
-) -> tuple[str | None, int]:
-    """The heading and its size, or no heading if it would crowd the text out of the window."""
-    if not heading:
-        return None, 0
-    tokens = counter.count_batch([heading])[0]
-    if policy.max_tokens - SPECIAL_TOKENS - tokens < MIN_TEXT_TOKENS:
-        # A heading that eats the window is context no longer worth its room.
-        return None, 0
-    return heading, tokens
+@dataclass(frozen=True)
+class _Piece:
+    section: int  # index of the section the text belongs to
+    text: str
+    depth: int = 0  # 0 a paragraph, 1 a sentence, 2 a token slice
 
 
-def _chunk_text(
-    text: str, heading: str | None, budget: int, counter: TokenCounter, policy: ChunkingPolicy
-) -> list[tuple[str, int]]:
-    units = _units(text, counter, budget)
-    packed = _pack(units, budget, min(policy.overlap_tokens, budget // 2))
-    return _enforce_window(packed, counter, heading, policy.max_tokens - SPECIAL_TOKENS)
+def _fitting_headings(
+    headings: Sequence[str | None], counter: TokenCounter, policy: ChunkingPolicy
+) -> list[tuple[str | None, int]]:
+    """Each heading and its size, or none if it would crowd the text out of the window."""
+    named = [heading for heading in headings if heading]
+    sizes = iter(counter.count_batch(named))
+    fitting: list[tuple[str | None, int]] = []
+    for heading in headings:
+        tokens = next(sizes) if heading else 0
+        if not heading or policy.max_tokens - SPECIAL_TOKENS - tokens < MIN_TEXT_TOKENS:
+            # A heading that eats the window is context no longer worth its room.
+            fitting.append((None, 0))
+        else:
+            fitting.append((heading, tokens))
+    return fitting
 
 
-def _units(text: str, counter: TokenCounter, budget: int) -> list[_Unit]:
-    """Paragraphs, or sentences of paragraphs over budget, or token slices of those."""
-    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
-    units: list[_Unit] = []
-    for paragraph, tokens in zip(paragraphs, counter.count_batch(paragraphs), strict=True):
-        if tokens <= budget:
-            units.append(_Unit(paragraph, tokens))
+def _refine(pieces: list[_Piece], counter: TokenCounter, budgets: list[int]) -> list[list[_Unit]]:
+    """Per piece, in order: itself if it fits its section's budget, else its sentences, or
+    token slices of those, refined the same way. One tokenizer call per level."""
+    sizes = counter.count_batch([piece.text for piece in pieces])
+    found: list[list[_Unit]] = []
+    finer: list[tuple[int, list[_Piece]]] = []
+    for piece, tokens in zip(pieces, sizes, strict=True):
+        budget = budgets[piece.section]
+        if tokens <= budget or piece.depth == 2:
+            found.append([_Unit(piece.text, tokens)])
             continue
-        sentences = [s.strip() for s in _SENTENCE_END.split(paragraph) if s.strip()]
-        for sentence, sentence_tokens in zip(
-            sentences, counter.count_batch(sentences), strict=True
-        ):
-            if sentence_tokens <= budget:
-                units.append(_Unit(sentence, sentence_tokens))
-            else:
-                pieces = counter.split(sentence, budget)
-                units.extend(
-                    _Unit(p, n) for p, n in zip(pieces, counter.count_batch(pieces), strict=True)
-                )
-    return units
+        parts = (
+            [s.strip() for s in _SENTENCE_END.split(piece.text) if s.strip()]
+            if piece.depth == 0
+            else counter.split(piece.text, budget)
+        )
+        finer.append((len(found), [_Piece(piece.section, p, piece.depth + 1) for p in parts]))
+        found.append([])
+    _splice(found, finer, lambda parts: _refine(parts, counter, budgets))
+    return found
+
+
+def _fit_window(
+    drafts: list[_Piece],
+    headings: list[tuple[str | None, int]],
+    counter: TokenCounter,
+    limit: int,
+) -> list[list[tuple[str, list[int]]]]:
+    """Per draft chunk: itself with the word pieces of its embedding text, or, if those
+    would be truncated, its token slices, each fitted the same way."""
+    encoded = counter.encode_batch([embedding_text(headings[d.section][0], d.text) for d in drafts])
+    fitted: list[list[tuple[str, list[int]]]] = []
+    finer: list[tuple[int, list[_Piece]]] = []
+    for draft, pieces in zip(drafts, encoded, strict=True):
+        if len(pieces) <= limit:
+            fitted.append([(draft.text, pieces)])
+            continue
+        heading_tokens = len(pieces) - counter.count_batch([draft.text])[0]
+        parts = counter.split(draft.text, max(limit - heading_tokens - 1, 8))
+        finer.append((len(fitted), [_Piece(draft.section, part) for part in parts]))
+        fitted.append([])
+    _splice(fitted, finer, lambda parts: _fit_window(parts, headings, counter, limit))
+    return fitted
+
+
+def _splice(
+    found: list[list[R]],
+    finer: list[tuple[int, list[_Piece]]],
+    refine: Callable[[list[_Piece]], list[list[R]]],
+) -> None:
+    """Fill each slot of `found` named in `finer` with its parts' results, all parts of all
+    slots refined in one call."""
+    if not finer:
+        return
+    results = iter(refine([part for _, parts in finer for part in parts]))
+    for slot, parts in finer:
+        for _ in parts:
+            found[slot].extend(next(results))
 
 
 def _pack(units: list[_Unit], budget: int, overlap: int) -> list[tuple[list[_Unit], int]]:
@@ -184,21 +258,3 @@ def _tail(units: list[_Unit], overlap: int, room: int) -> tuple[list[_Unit], int
         tail.insert(0, unit)
         size += unit.tokens
     return tail, size
-
-
-def _enforce_window(
-    packed: list[tuple[list[_Unit], int]], counter: TokenCounter, heading: str | None, limit: int
-) -> list[tuple[str, int]]:
-    """Re-count each chunk as it will be embedded and split any that would be truncated."""
-    texts = ["\n\n".join(u.text for u in units) for units, _ in packed]
-    full = counter.count_batch([embedding_text(heading, t) for t in texts])
-    bare = counter.count_batch(texts)
-    out: list[tuple[str, int]] = []
-    for text, embedded_tokens, tokens in zip(texts, full, bare, strict=True):
-        if embedded_tokens <= limit:
-            out.append((text, tokens))
-            continue
-        heading_tokens = embedded_tokens - tokens
-        for piece in counter.split(text, max(limit - heading_tokens - 1, 8)):
-            out.extend(_enforce_window([([_Unit(piece, 0)], 0)], counter, heading, limit))
-    return out

@@ -32,6 +32,8 @@ class Chunk:
     token_count: int
     heading: str | None = None
     page: int | None = None
+    # The embedding text's word pieces, when the chunker has them: embedded as they are.
+    pieces: list[int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def embedding_text(self) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -16,6 +18,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from ragops.errors import IngestError
 from ragops.ingest.bucket import BucketIngest, BucketOutcome
 from ragops.ingest.events import object_events
+from ragops.observability import metrics
+from ragops.observability.logs import log_fields
+from ragops.observability.metrics import INGEST_CHUNKS, INGEST_DOCUMENTS, INGEST_FAILURES
+from ragops.observability.tracing import stage
 from ragops.resources import get_s3_client, get_service
 
 log = logging.getLogger(__name__)
@@ -37,19 +43,9 @@ def apply_payload(payload: dict[str, Any]) -> list[BucketOutcome]:
     """Apply every object event of one S3 notification or EventBridge event."""
     outcomes = []
     for event in object_events(payload):
-        outcome = _bucket_ingest().apply(event)
-        log.info(
-            json.dumps(
-                {
-                    "event": "object",
-                    "action": event.action,
-                    "source": event.source,
-                    "status": outcome.status,
-                    "detail": outcome.detail,
-                    "chunks": outcome.chunks,
-                }
-            )
-        )
+        with stage("ingest_object", action=event.action) as span:
+            outcome = _bucket_ingest().apply(event)
+        _observe(outcome, span.duration_ms)
         outcomes.append(outcome)
     failed = [o for o in outcomes if o.failed]
     if failed:
@@ -57,12 +53,43 @@ def apply_payload(payload: dict[str, Any]) -> list[BucketOutcome]:
     return outcomes
 
 
-def _record_handler(record: SQSRecord) -> None:
+def _observe(outcome: BucketOutcome, duration_ms: float | None) -> None:
+    """One log line (the source's URI, never its text) and the ingest counters."""
+    log.info(
+        "object %s: %s",
+        outcome.event.action,
+        outcome.status,
+        extra={
+            "action": outcome.event.action,
+            "source": outcome.event.source,
+            "status": outcome.status,
+            "detail": outcome.detail,
+            "chunks": outcome.chunks,
+            "duration_ms": duration_ms,
+        },
+    )
+    metrics.record(INGEST_DOCUMENTS, outcome=outcome.status)
+    if outcome.status == "ingested":
+        metrics.record(INGEST_CHUNKS, outcome.chunks)
+
+
+@contextmanager
+def _counted_failure() -> Iterator[None]:
+    """Count a record that fails as a whole (and so comes back to be retried)."""
     try:
-        payload = json.loads(record.body)
-    except json.JSONDecodeError as exc:
-        raise ObjectIngestError(f"message {record.message_id} is not JSON: {exc}") from exc
-    apply_payload(payload)
+        yield
+    except Exception:
+        metrics.record(INGEST_FAILURES)
+        raise
+
+
+def _record_handler(record: SQSRecord) -> None:
+    with log_fields(message_id=record.message_id), _counted_failure():
+        try:
+            payload = json.loads(record.body)
+        except json.JSONDecodeError as exc:
+            raise ObjectIngestError(f"message {record.message_id} is not JSON: {exc}") from exc
+        apply_payload(payload)
 
 
 def handle_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -74,5 +101,6 @@ def handle_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 event=event, record_handler=_record_handler, processor=_processor, context=context
             )
         )
-    outcomes = apply_payload(event)
+    with _counted_failure():
+        outcomes = apply_payload(event)
     return {"objects": [{"source": o.event.source, "status": o.status} for o in outcomes]}

@@ -212,9 +212,15 @@ class Ingestor:
     ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
         if not group:
             return
-        texts = [chunk.embedding_text for item in group for chunk in item.chunks]
+        chunks = [chunk for item in group for chunk in item.chunks]
+        texts = [chunk.embedding_text for chunk in chunks]
+        pieces = [chunk.pieces for chunk in chunks if chunk.pieces is not None]
         try:
-            vectors = self.models.embedder.embed(texts, batch_size=self.settings.embed_batch_size)
+            vectors = self.models.embedder.embed(
+                texts,
+                batch_size=self.settings.embed_batch_size,
+                pieces=pieces if len(pieces) == len(texts) else None,
+            )
         except Exception as exc:  # a model failure fails this group's files, not the batch
             log.exception("embedding failed for %d files", len(group))
             for item in group:

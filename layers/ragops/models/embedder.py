@@ -40,14 +40,25 @@ class Embedder:
         """Word pieces of `text`, special tokens excluded."""
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> Vectors:
-        """One normalized vector per text, in input order."""
+    def embed(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        pieces: Sequence[Sequence[int]] | None = None,
+    ) -> Vectors:
+        """One normalized vector per text, in input order.
+
+        `pieces`, the texts' word pieces (special tokens excluded) when the caller has
+        them already, saves tokenizing the texts again.
+        """
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return out
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        if pieces is None:
+            encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+            pieces = [enc.ids for enc in encodings]
         body = self.max_tokens - 2
-        ids = [enc.ids[:body] for enc in encodings]
+        ids = [list(p[:body]) for p in pieces]
         # Sorting by length makes each batch pad to nearly its own length.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

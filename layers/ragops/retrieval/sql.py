@@ -92,13 +92,29 @@ LIMIT %(limit)s"""
 
 _FUSED = """
 fused AS (
-    SELECT coalesce(v.id, l.id) AS id,
-           coalesce(1.0 / (%(rrf_k)s + v.rank), 0.0)
-             + coalesce(1.0 / (%(rrf_k)s + l.rank), 0.0) AS rrf,
-           v.rank AS vector_rank, v.score AS vector_score,
-           l.rank AS lexical_rank, l.score AS lexical_score
-    FROM vector_leg v FULL OUTER JOIN lexical_leg l ON l.id = v.id
+    SELECT id, row_number() OVER (ORDER BY rrf DESC, id) AS fused_rank, rrf,
+           vector_rank, vector_score, lexical_rank, lexical_score
+    FROM (
+        SELECT coalesce(v.id, l.id) AS id,
+               coalesce(1.0 / (%(rrf_k)s + v.rank), 0.0)
+                 + coalesce(1.0 / (%(rrf_k)s + l.rank), 0.0) AS rrf,
+               v.rank AS vector_rank, v.score AS vector_score,
+               l.rank AS lexical_rank, l.score AS lexical_score
+        FROM vector_leg v FULL OUTER JOIN lexical_leg l ON l.id = v.id
+    ) legs
 )"""
+
+# Hybrid rows: the fused best `limit`, and with them the vector leg's best `vector_limit`
+# (the order reranking falls back to when the cross-encoder finds no candidate relevant).
+_SELECT_FUSED = """
+SELECT r.id AS chunk_id, c.document_id, c.ordinal, c.content, c.page, c.heading,
+       c.token_count, d.source, d.title, r.fused_rank, r.rrf, r.vector_rank, r.vector_score,
+       r.lexical_rank, r.lexical_score
+FROM fused r
+JOIN chunks c ON c.id = r.id
+JOIN documents d ON d.id = c.document_id
+WHERE r.fused_rank <= %(limit)s OR r.vector_rank <= %(vector_limit)s
+ORDER BY r.fused_rank"""
 
 
 def search_statement(
@@ -106,25 +122,14 @@ def search_statement(
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """The statement for `mode` and the filter parameters it needs."""
     where, params = filter_clause(filters)
-    if mode == "vector":
-        ctes = [_VECTOR_LEG]
-        ranked = "vector_leg"
-        columns = "r.rank AS vector_rank, r.score AS vector_score"
-        order = "r.rank"
-    elif mode == "lexical":
-        ctes = [_LEXICAL_LEG]
-        ranked = "lexical_leg"
-        columns = "r.rank AS lexical_rank, r.score AS lexical_score"
-        order = "r.rank"
-    else:
-        ctes = [_VECTOR_LEG, _LEXICAL_LEG, _FUSED]
-        ranked = "fused"
-        columns = "r.rrf, r.vector_rank, r.vector_score, r.lexical_rank, r.lexical_score"
-        order = "r.rrf DESC, r.id"
+    if mode == "hybrid":
+        text = "WITH " + ",".join([_VECTOR_LEG, _LEXICAL_LEG, _FUSED]) + _SELECT_FUSED
+        return sql.SQL(text).format(filters=where), params
+    ranked = f"{mode}_leg"
+    columns = f"r.rank AS {mode}_rank, r.score AS {mode}_score"
     text = (
         "WITH "
-        + ",".join(ctes)
-        + _SELECT.format(columns=columns, ranked=ranked, order=order, filters="{filters}")
+        + (_VECTOR_LEG if mode == "vector" else _LEXICAL_LEG)
+        + _SELECT.format(columns=columns, ranked=ranked, order="r.rank", filters="{filters}")
     )
-    statement = sql.SQL(text).format(filters=where)
-    return statement, params
+    return sql.SQL(text).format(filters=where), params

@@ -1,0 +1,1 @@
+"""Structured logs, metrics and tracing hooks: one module per concern, no framework in them."""
