@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,8 +29,14 @@ from ragops.settings import Settings
 log = logging.getLogger(__name__)
 
 Status = Literal["ingested", "unchanged", "failed"]
-# Chunks embedded together across small files: big enough for length bucketing to pay.
-EMBED_GROUP_CHUNKS = 256
+# Chunks embedded together across small files: big enough that length bucketing leaves
+# little padding and the two cores rarely wait on each other's last batch, small enough
+# that writing one group overlaps embedding the next (measured on 1,204 chunks: 256 gives
+# 90 chunks/s, 512 gives 100, 1,024 gives 107, 2,048 (one group, no overlap) 97).
+EMBED_GROUP_CHUNKS = 1024
+# Files parsed and chunked ahead, on their own thread, while the models embed: the
+# tokenizer and ONNX Runtime both release the GIL, so the two overlap.
+PREPARE_AHEAD = 16
 
 
 @dataclass
@@ -110,8 +117,7 @@ class Ingestor:
     ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
         """Small files' chunks are embedded together, so length bucketing has room to work."""
         group: list[_Prepared] = []
-        for path in paths:
-            prepared = self._prepare_path(path, collection)
+        for prepared in self._prepared_ahead(paths, collection):
             if isinstance(prepared, IngestOutcome):
                 yield prepared
                 continue
@@ -120,6 +126,19 @@ class Ingestor:
                 yield from self._embed(group)
                 group = []
         yield from self._embed(group)
+
+    def _prepared_ahead(
+        self, paths: Iterable[Path], collection: str
+    ) -> Iterator[_Prepared | IngestOutcome]:
+        """Each path prepared, in order, with up to PREPARE_AHEAD files read ahead."""
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-prepare") as preparer:
+            pending: deque[Future[_Prepared | IngestOutcome]] = deque()
+            for path in paths:
+                pending.append(preparer.submit(self._prepare_path, path, collection))
+                if len(pending) > PREPARE_AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def ingest_bytes(
         self,
