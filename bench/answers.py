@@ -9,13 +9,13 @@ same question through `POST /v1/search` (retrieval only, the same hybrid + reran
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx
@@ -24,13 +24,15 @@ from ragops.dev.local_llm import local_llm_server
 from ragops.dev.serve import serve_in_background
 from ragops.generation.sse import sse_events
 from ragops.resources import get_service
+from ragops.retrieval.search import ms_since
 from sample_store import (
-    REPO,
+    bench_arguments,
     markdown_table,
-    median,
     model_dir_from_env,
+    page_path,
     percentile,
     populated_store,
+    runs_asked,
     say,
 )
 
@@ -97,10 +99,10 @@ def ask_streamed(client: httpx.Client, question: str) -> dict[str, Any]:
         response.raise_for_status()
         for name, data in _sse_events(response.iter_lines()):
             if name == "token" and first_token is None:
-                first_token = _ms_since(started)
+                first_token = ms_since(started)
             elif name == "final":
                 final = data
-    total = _ms_since(started)
+    total = ms_since(started)
     if final is None:
         raise RuntimeError(f"no final event for {question!r}")
     # An answer refused before the LLM may come whole in the final event.
@@ -110,7 +112,7 @@ def ask_streamed(client: httpx.Client, question: str) -> dict[str, Any]:
 def ask_whole(client: httpx.Client, question: str) -> dict[str, Any]:
     started = time.perf_counter()
     response = client.post("/v1/query", json={"query": question})
-    total = _ms_since(started)
+    total = ms_since(started)
     response.raise_for_status()
     return _figures(response.json(), total, None)
 
@@ -118,7 +120,7 @@ def ask_whole(client: httpx.Client, question: str) -> dict[str, Any]:
 def search(client: httpx.Client, question: str) -> float:
     started = time.perf_counter()
     response = client.post("/v1/search", json={"query": question})
-    total = _ms_since(started)
+    total = ms_since(started)
     response.raise_for_status()
     if not response.json()["results"]:
         raise RuntimeError(f"no search results for {question!r}")
@@ -135,10 +137,6 @@ def _figures(answer: dict[str, Any], total_ms: float, ttft_ms: float | None) -> 
         "overhead_ms": total_ms - generate,
         "completion_tokens": answer["usage"]["completion_tokens"],
     }
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
 
 
 def measure(base_url: str, questions: Sequence[str], runs: int) -> dict[str, Any]:
@@ -253,28 +251,14 @@ threshold): {figures["generative_share"]:.0%}; median completion tokens
     path.write_text(text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs over the questions (default 3)")
-    parser.add_argument(
-        "--quick", action="store_true", help=f"1 run of {QUICK_QUESTIONS} questions"
-    )
-    parser.add_argument("--markdown", type=Path, default=None, help="where the page goes")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    runs = 1 if args.quick else args.runs
-    if runs < 1:
-        print("answers: --runs must be at least 1", file=sys.stderr)
+    parser = bench_arguments(3, "runs over the questions", f"1 run of {QUICK_QUESTIONS} questions")
+    parser.description = __doc__.splitlines()[0]
+    args = parser.parse_args(argv)
+    runs = runs_asked(args, "answers")
+    if runs is None:
         return 2
     questions = QUESTIONS[:QUICK_QUESTIONS] if args.quick else QUESTIONS
-    default_page = (
-        REPO / "bench" / "results" / "answers-quick.md"
-        if args.quick
-        else REPO / "docs" / "benchmarks-answers.md"
-    )
     model_dir = model_dir_from_env()
     store = populated_store(model_dir, readme_chunks=100 if args.quick else 300)
     with local_llm_server(threads=1) as llm_base_url:
@@ -293,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figures": summarise(samples, runs, len(questions)),
     }
     print(markdown_table(HEADER, rows(report["figures"])))
-    page = args.markdown or default_page
+    page = page_path(args, "answers")
     write_page(report, page)
     say(f"wrote {page}")
     return 0

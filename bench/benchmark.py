@@ -11,8 +11,6 @@ import importlib.metadata
 import os
 import platform
 import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from corpus import CorpusInfo, build_corpus
 from queries import QUERIES
 from ragops.models.manifest import read_manifest
 from ragops.settings import Settings
+from sample_store import say
 from search_store import StoredCorpus, fill_store, read_corpus
 from worker import BASELINE_SYSTEM, run_in_fresh_process
 
@@ -54,16 +53,12 @@ FULL = Plan(runs=3, corpus_chunks=1200, search_chunks=10_000, queries=50)
 QUICK = Plan(runs=1, corpus_chunks=200, search_chunks=1_000, queries=10, warmup_queries=2)
 
 
-def say_to_stderr(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def run_benchmark(
     plan: Plan,
     server_url: str,
     model_dir: Path,
     workdir: Path,
-    say: Say = say_to_stderr,
+    say: Say = say,
     run_task: RunTask = run_in_fresh_process,
 ) -> dict[str, Any]:
     """Build the corpus, run every measurement and return the report (plain JSON data).

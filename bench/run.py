@@ -7,20 +7,16 @@ JSON. Exits non-zero only when the benchmark itself fails; a missed target is re
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from benchmark import FULL, QUICK, run_benchmark, say_to_stderr
-from ragops.db.embedded import embedded_database_url
+from benchmark import FULL, QUICK, run_benchmark
 from ragops.errors import RagopsError
 from ragops.models.manifest import read_manifest
 from report import summary, write_report
+from sample_store import embedded_server, model_dir_from_env, say
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -51,23 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_page = RESULTS / "quick.md" if args.quick else REPO / "docs" / "benchmarks.md"
     markdown = args.markdown or default_page
     raw = args.json or RESULTS / "latest.json"
-    model_dir = Path(os.environ.get("RAGOPS_MODEL_DIR") or REPO / ".ragops" / "models")
+    model_dir = model_dir_from_env()
     try:
         read_manifest(model_dir)
-        workdir = Path(tempfile.mkdtemp(prefix="ragops-bench-"))
-        # Registered before the server starts, so it runs after the server's own exit
-        # handler has stopped PostgreSQL (atexit runs last-in, first-out).
-        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-        os.chmod(workdir, 0o755)  # the embedded server runs as its own user when we are root
-        say_to_stderr(f"starting the embedded PostgreSQL in {workdir}")
-        server_url = embedded_database_url(workdir)
+        workdir, server_url = embedded_server()
         report = run_benchmark(plan, server_url, model_dir, workdir)
         write_report(report, markdown, raw)
     except (RagopsError, RuntimeError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     print(summary(report))
-    say_to_stderr(f"wrote {markdown} and {raw}")
+    say(f"wrote {markdown} and {raw}")
     return 0
 
 

@@ -6,6 +6,7 @@ ragops' own `Service`, so every figure measured against it reads the same chunks
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import math
 import os
@@ -40,19 +41,51 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def bench_arguments(runs: int, runs_help: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: --runs, --quick and --markdown."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=runs, help=f"{runs_help} (default {runs})")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--markdown", type=Path, default=None, help="where the page goes")
+    return parser
+
+
+def runs_asked(args: argparse.Namespace, name: str) -> int | None:
+    """Runs to make (1 with --quick); None, with the reason on stderr, when --runs is below 1."""
+    runs: int = 1 if args.quick else args.runs
+    if runs < 1:
+        print(f"{name}: --runs must be at least 1", file=sys.stderr)
+        return None
+    return runs
+
+
+def page_path(args: argparse.Namespace, name: str) -> Path:
+    """--markdown, else docs/benchmarks-NAME.md; a quick run never overwrites that page."""
+    if args.markdown is not None:
+        return Path(args.markdown)
+    if args.quick:
+        return REPO / "bench" / "results" / f"{name}-quick.md"
+    return REPO / "docs" / f"benchmarks-{name}.md"
+
+
 def model_dir_from_env() -> Path:
     return Path(os.environ.get("RAGOPS_MODEL_DIR") or REPO / ".ragops" / "models")
 
 
-def populated_store(model_dir: Path, readme_chunks: int) -> SampleStore:
-    """samples/docs/ and about `readme_chunks` chunks of package READMEs, ingested once."""
+def embedded_server() -> tuple[Path, str]:
+    """A temporary folder and an embedded PostgreSQL in it, both gone at exit."""
     workdir = Path(tempfile.mkdtemp(prefix="ragops-bench-"))
     # Registered before the server starts, so it runs after the server's own exit handler
     # has stopped PostgreSQL (atexit runs last-in, first-out).
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     os.chmod(workdir, 0o755)  # the embedded server runs as its own user when we are root
     say(f"starting the embedded PostgreSQL in {workdir}")
-    database_url = embedded_database_url(workdir)
+    return workdir, embedded_database_url(workdir)
+
+
+def populated_store(model_dir: Path, readme_chunks: int) -> SampleStore:
+    """samples/docs/ and about `readme_chunks` chunks of package READMEs, ingested once."""
+    workdir, database_url = embedded_server()
     corpus = workdir / "corpus"
     build_corpus(corpus / "readmes", readme_chunks, model_dir)
     shutil.copytree(SAMPLES, corpus / "samples")
@@ -72,14 +105,6 @@ def populated_store(model_dir: Path, readme_chunks: int) -> SampleStore:
     chunks = sum(o.chunks for o in outcomes)
     say(f"ingested {len(outcomes)} files, {chunks} chunks")
     return SampleStore(database_url, model_dir, workdir, len(outcomes), chunks)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def percentile(values: list[float], share: float) -> float:

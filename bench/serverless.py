@@ -14,7 +14,6 @@ of both because the Lambda base image ships it.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -25,16 +24,19 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from coldstart import time_to_answer
 from sample_store import (
     REPO,
     SampleStore,
+    bench_arguments,
     markdown_table,
-    median,
     model_dir_from_env,
+    page_path,
     populated_store,
+    runs_asked,
     say,
 )
 
@@ -278,28 +280,16 @@ baseline {cold["torch"]["all_seconds"]}.
     path.write_text(text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="cold starts per system (default 5)")
-    parser.add_argument(
-        "--quick", action="store_true", help="1 run, a smaller store, no installed-size step"
-    )
-    parser.add_argument("--skip-size", action="store_true", help="skip the pip install step")
-    parser.add_argument("--markdown", type=Path, default=None, help="where the page goes")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    runs = 1 if args.quick else args.runs
-    if runs < 1:
-        print("serverless: --runs must be at least 1", file=sys.stderr)
-        return 2
-    default_page = (
-        REPO / "bench" / "results" / "serverless-quick.md"
-        if args.quick
-        else REPO / "docs" / "benchmarks-serverless.md"
+    parser = bench_arguments(
+        5, "cold starts per system", "1 run, a smaller store, no installed-size step"
     )
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--skip-size", action="store_true", help="skip the pip install step")
+    args = parser.parse_args(argv)
+    runs = runs_asked(args, "serverless")
+    if runs is None:
+        return 2
     store = populated_store(model_dir_from_env(), readme_chunks=100 if args.quick else 300)
     report: dict[str, Any] = {
         "runs": runs,
@@ -310,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="ragops-size-") as folder:
             report["size"] = measure_size(Path(folder))
     print(markdown_table(HEADER, rows(report)))
-    page = args.markdown or default_page
+    page = page_path(args, "serverless")
     write_page(report, page)
     say(f"wrote {page}")
     return 0

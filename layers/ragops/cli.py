@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ragops.errors import RagopsError
+from ragops.progress import progress_bar
 from ragops.settings import Settings
 
 EXIT_FAILED = 1
@@ -130,7 +131,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     files = list(discover_files(p for p in args.paths if p.exists()))
     counts = {"ingested": 0, "unchanged": 0, "failed": len(missing)}
     chunks = 0
-    progress = _progress(len(files), "ingest", unit="file")
+    progress = progress_bar(len(files), "ingest", unit="file")
     try:
         for outcome in service.ingestor.ingest_paths(files, collection):
             progress.update(1)
@@ -167,12 +168,6 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
         "error": outcome.error,
         "seconds": round(outcome.seconds, 3),
     }
-
-
-def _progress(total: int, desc: str, unit: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=not sys.stderr.isatty(), leave=False)
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
@@ -321,7 +316,7 @@ def _reembed(args: argparse.Namespace, settings: Settings) -> int:
         with db.pool.connection() as conn:
             before = stored_model(conn)
             total = int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])  # type: ignore[index]
-            progress = _progress(total, "reembed", unit="chunk")
+            progress = progress_bar(total, "reembed", unit="chunk")
             done = reembed(
                 conn,
                 models.embedder_id,

@@ -18,8 +18,8 @@ import numpy as np
 import psycopg
 
 from ragops.evaluation.dataset import Dataset, Query
-from ragops.evaluation.run import progress
 from ragops.generation.answer import NO_ANSWER, Answer, Citation
+from ragops.progress import progress_bar
 from ragops.retrieval.sql import SearchFilters
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def evaluate_answers(service: Service, dataset: Dataset, collection: str) -> dic
     filters = SearchFilters(collection=collection)
     answerer = service.answerer
     checks = []
-    with progress(len(queries), "answer", "query") as bar:
+    with progress_bar(len(queries), "answer", "query") as bar:
         for query in queries:
             answer = answerer.answer(service.searcher.request(query.text, filters=filters))
             with service.db.pool.connection() as conn:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +19,12 @@ from ragops.errors import EvalDataError
 from ragops.evaluation.dataset import CorpusDocument, Dataset
 from ragops.evaluation.metrics import distinct, mean_scores
 from ragops.ingest.pipeline import IngestOutcome
+from ragops.progress import progress_bar
 from ragops.retrieval.search import SearchResult
 from ragops.retrieval.sql import SearchFilters
 from ragops.settings import SearchMode, Settings
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
-
     from ragops.service import Service
 
 # Mode name -> (search mode, rerank). The default is what the service answers with.
@@ -63,18 +59,6 @@ class ModeRun:
 
     rankings: dict[str, list[str]] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
-
-
-@contextmanager
-def progress(total: int, desc: str, unit: str) -> Iterator[tqdm[Any]]:
-    """A progress bar on stderr, shown only on a terminal (as `ragops ingest` does)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit=unit, disable=not sys.stderr.isatty(), leave=False)
-    try:
-        yield bar
-    finally:
-        bar.close()
 
 
 def collection_name(dataset: Dataset, settings: Settings, embedder_id: str) -> str:
@@ -133,7 +117,7 @@ def ingest_corpus(service: Service, dataset: Dataset, collection: str) -> Corpus
     failures = []
     # Each document embeds as its own batch, on one core: ingest as many at once as cores.
     workers = service.settings.onnx_threads or os.cpu_count() or 1
-    with progress(len(missing), "ingest", "doc") as bar, ThreadPoolExecutor(workers) as pool:
+    with progress_bar(len(missing), "ingest", "doc") as bar, ThreadPoolExecutor(workers) as pool:
         for document, outcome in zip(missing, pool.map(ingest, missing), strict=True):
             bar.update(1)
             if outcome.status == "failed":
@@ -182,7 +166,7 @@ def run_queries(service: Service, dataset: Dataset, collection: str) -> dict[str
     # Untimed: the first searches open the model sessions.
     searcher.search(searcher.request(queries[0].text, mode="hybrid", rerank=True, filters=filters))
     runs = {name: ModeRun() for name in MODES}
-    with progress(len(queries) * len(MODES), "search", "query") as bar:
+    with progress_bar(len(queries) * len(MODES), "search", "query") as bar:
         for query in queries:
             unreranked: dict[SearchMode, list[SearchResult]] = {}
             for name, (mode, rerank) in MODES.items():

@@ -117,14 +117,16 @@ class Ingestor:
     ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
         """Small files' chunks are embedded together, so length bucketing has room to work."""
         group: list[_Prepared] = []
+        grouped_chunks = 0
         for prepared in self._prepared_ahead(paths, collection):
             if isinstance(prepared, IngestOutcome):
                 yield prepared
                 continue
             group.append(prepared)
-            if sum(len(p.chunks) for p in group) >= EMBED_GROUP_CHUNKS:
+            grouped_chunks += len(prepared.chunks)
+            if grouped_chunks >= EMBED_GROUP_CHUNKS:
                 yield from self._embed(group)
-                group = []
+                group, grouped_chunks = [], 0
         yield from self._embed(group)
 
     def _prepared_ahead(
