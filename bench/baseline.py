@@ -32,13 +32,14 @@ def minilm_weights() -> Path:
 class TorchEmbedder:
     """`SentenceTransformer.encode` behind the two methods ragops calls on its embedder."""
 
-    def __init__(self, weights: Path, tokenizer: Any):
+    def __init__(self, weights: Path, tokenizer: Any, dimension: int):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(weights), device="cpu")
         # ragops' copy of the same word-piece vocabulary: chunk sizes are counted with it.
         self.tokenizer = tokenizer
+        self.dimension = dimension
 
     def embed(
         self,
@@ -56,8 +57,28 @@ class TorchEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def start(
+        self,
+        texts: Sequence[str],
+        batch_size: int = BATCH_SIZE,
+        pieces: Sequence[Sequence[int]] | None = None,
+    ) -> EmbeddedNow:
+        """Embeds now: torch spreads each batch over all its threads, so there is nothing
+        to queue (ingest still writes on its own thread meanwhile)."""
+        return EmbeddedNow(self.embed(texts, batch_size, pieces))
+
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         return self.embed([text])[0]
+
+
+class EmbeddedNow:
+    """`start`'s answer, shaped like ragops' pending vectors."""
+
+    def __init__(self, vectors: npt.NDArray[np.float32]):
+        self.vectors = vectors
+
+    def result(self) -> npt.NDArray[np.float32]:
+        return self.vectors
 
 
 class TorchModels:
@@ -66,7 +87,7 @@ class TorchModels:
     def __init__(self, model_dir: Path, weights: Path):
         self.manifest = read_manifest(model_dir)
         tokenizer = load_tokenizer(model_dir, self.manifest.embedder.tokenizer)
-        self.embedder = TorchEmbedder(weights, tokenizer)
+        self.embedder = TorchEmbedder(weights, tokenizer, self.manifest.embedder.dimension)
         self.embedder_id = f"{self.manifest.embedder.id}@{BASELINE_VARIANT}"
         self.dimension = self.manifest.embedder.dimension
 

@@ -76,8 +76,12 @@ def _pdf(streams: list[bytes], title: str | None) -> bytes:
     if title is not None:
         objects.append(b"<< /Title (%s) >>" % _pdf_string(title))
         trailer_info = b" /Info %d 0 R" % len(objects)
+    return pdf_from_objects(objects, trailer_info)
 
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+
+def pdf_from_objects(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
+    """A PDF of `objects` (object 1 the catalog) with a true cross-reference table."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -86,6 +90,6 @@ def _pdf(streams: list[bytes], title: str | None) -> bytes:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     for offset in offsets:
         out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, trailer_info)
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, trailer_extra)
     out += b"startxref\n%d\n%%%%EOF\n" % xref_at
     return bytes(out)

@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
 
+    from ragops.access.commands import add_commands as add_key_commands
+
+    add_key_commands(commands)
+
     demo = commands.add_parser("demo", help="ingest the sample documents and ask a question")
     demo.add_argument("question", nargs="?", default=SAMPLE_QUESTION)
     demo.set_defaults(run=_demo)

@@ -31,7 +31,11 @@ class UnsupportedFileTypeError(IngestError):
     pass
 
 
-class FileTooLargeError(IngestError):
+class LimitExceededError(IngestError):
+    """A file is over one of the ingest limits; the message names the setting."""
+
+
+class FileTooLargeError(LimitExceededError):
     pass
 
 
@@ -57,3 +61,19 @@ class InvalidQueryError(RagopsError):
 
 class EvalDataError(RagopsError):
     """An evaluation dataset or baseline file that cannot be used; names the file and line."""
+
+
+class AuthenticationError(RagopsError):
+    """No usable credentials: a missing, malformed, unknown or revoked API key."""
+
+
+class ForbiddenError(RagopsError):
+    """Valid credentials that do not grant what the request asks for (another collection)."""
+
+
+class RateLimitedError(RagopsError):
+    """Too many requests for one key in the current window."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

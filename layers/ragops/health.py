@@ -17,6 +17,8 @@ from ragops.errors import RagopsError
 from ragops.models.manifest import read_manifest
 from ragops.service import Service
 
+HEALTH_CONNECT_SECONDS = 5.0
+
 
 @dataclass
 class HealthReport:
@@ -67,7 +69,9 @@ def check_health(service: Service) -> HealthReport:
 def _connection(service: Service) -> Iterator[psycopg.Connection]:
     """The service's pool when it opened; else a direct connection, to say what is wrong."""
     if service.db_open:
-        with service.db.pool.connection() as conn:
+        # A load balancer gives up after a few seconds: say the database is down before then
+        # rather than wait out the pool's 30 s for a connection that will not come.
+        with service.db.pool.connection(timeout=HEALTH_CONNECT_SECONDS) as conn:
             yield conn
         return
     from ragops.db.database import resolve_database_url

@@ -39,6 +39,24 @@ class Settings(BaseSettings):
     )
     max_query_chars: int = Field(default=2000, ge=1)
 
+    # Access: who may call the API, on which collection, how often (the CLI needs none)
+    auth: Annotated[Literal["on", "off"], BeforeValidator(str.lower)] = Field(
+        default="on", description="off: no credentials asked (local use only)."
+    )
+    auth_cache_seconds: float = Field(
+        default=30.0, ge=0, description="How long a process trusts a key it looked up."
+    )
+    jwt_collections_claim: str | None = Field(
+        default=None,
+        description="Behind an API Gateway JWT authorizer: the claim listing the collections.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Requests per key (or token subject) a minute; 0 = off."
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger request bodies get a 413."
+    )
+
     # Models
     model_dir: Path | None = Field(
         default=None, description="Built ONNX models; default <data_dir>/models."
@@ -59,6 +77,20 @@ class Settings(BaseSettings):
 
     # Ingest
     max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    # What one file may cost once read: bounds that a small file can still blow past
+    # (a decompression bomb, a PDF of empty pages, token-dense text), each checked early.
+    max_pages: int = Field(default=2_000, ge=1, description="Pages a PDF may have.")
+    max_text_chars: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="Characters of text a file may yield; the most one PDF stream inflates to.",
+    )
+    max_inflated_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description="Bytes a PDF's compressed page contents may inflate to, all pages together.",
+    )
+    max_chunks: int = Field(default=25_000, ge=1, description="Chunks one document may make.")
     # Both models were trained on passages of at most 128 word pieces (MiniLM's sentence
     # pairs, MS MARCO's passages); longer chunks also make reranking, the query's main
     # cost, proportionally slower.

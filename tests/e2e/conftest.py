@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 import pytest
 from moto import mock_aws
 
 from ragops import resources
+from ragops.access.keys import create_key
+from ragops.db.database import ensure_pgvector
+from ragops.db.migrate import migrate
 from ragops.dev.aws import LOCAL_REGION, LocalResources, create_resources
 from ragops.dev.definitions import load_definition
 from ragops.dev.worker import sqs_event
@@ -31,6 +35,32 @@ EVENTS = Path(__file__).resolve().parents[1] / "events"
 HTTP_API_EVENT = json.loads((EVENTS / "http-api-proxy.json").read_text())
 S3_PUT_EVENT = json.loads((EVENTS / "s3-put.json").read_text())
 S3_DELETE_EVENT = json.loads((EVENTS / "s3-delete.json").read_text())
+
+
+@dataclass
+class ApiCredentials:
+    """The API key `query_api` and `http_event` send unless told otherwise."""
+
+    key: str | None = None
+
+
+CREDENTIALS = ApiCredentials()
+
+
+def create_api_key(database_url: str, collection: str = "default") -> str:
+    """A key for `collection`, made on the admin path (the database migrated first)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ensure_pgvector(conn)
+        migrate(conn)
+        _, secret = create_key(conn, collection, "tests")
+    return secret
+
+
+def api_headers(key: str | None = None) -> dict[str, str]:
+    """The Authorization header carrying `key` (by default the test's key)."""
+    secret = key or CREDENTIALS.key
+    assert secret, "no API key: use the lambda_env fixture"
+    return {"authorization": f"Bearer {secret}"}
 
 
 def reset_process_resources() -> None:
@@ -68,12 +98,20 @@ def lambda_env(
         "RAGOPS_S3_ENDPOINT_URL",
         "RAGOPS_SQS_ENDPOINT_URL",
         "RAGOPS_MAX_QUERY_CHARS",
+        "RAGOPS_AUTH",
+        "RAGOPS_AUTH_CACHE_SECONDS",
+        "RAGOPS_JWT_COLLECTIONS_CLAIM",
+        "RAGOPS_RATE_LIMIT_PER_MINUTE",
+        "RAGOPS_MAX_REQUEST_BYTES",
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     reset_process_resources()
+    # Auth is on, as deployed: requests carry a key for the default collection.
+    CREDENTIALS.key = create_api_key(database_url)
     yield
+    CREDENTIALS.key = None
     reset_process_resources()
 
 
@@ -184,8 +222,13 @@ def http_event(
     base64_body: bool = False,
     query: dict[str, str] | None = None,
     raw_body: str | None = None,
+    headers: dict[str, str] | None = None,
+    authenticated: bool = True,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, from `sam local generate-event`."""
+    """An API Gateway HTTP API (payload 2.0) event, from `sam local generate-event`.
+
+    It carries the test's API key unless `authenticated` is False; `headers` add to it.
+    """
     event = copy.deepcopy(HTTP_API_EVENT)
     event["rawPath"] = path
     event["routeKey"] = "$default"
@@ -196,6 +239,9 @@ def http_event(
     event.pop("cookies", None)
     event.pop("pathParameters", None)
     event["headers"] = {"accept": "application/json", "host": "api.example.com"}
+    if authenticated and CREDENTIALS.key:
+        event["headers"].update(api_headers())
+    event["headers"].update(headers or {})
     text = raw_body if raw_body is not None else None if body is None else json.dumps(body)
     if text is None:
         event.pop("body", None)

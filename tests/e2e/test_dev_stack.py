@@ -53,9 +53,13 @@ def test_dev_stack_ingests_dropped_files_answers_and_keeps_them(
     try:
         _wait_for(lambda: httpx.get(f"{api}/health").status_code == 200, 90, "the API")
         samples = len(list((REPO / "samples" / "docs").iterdir()))
+        # The key the banner shows, kept in the data dir for the next start.
+        key = (tmp_path / "data" / "dev-api-key").read_text().strip()
+        auth = {"authorization": f"Bearer {key}"}
+        assert httpx.get(f"{api}/v1/ingest/stats").status_code == 401
 
         def ready() -> int:
-            stats = httpx.get(f"{api}/v1/ingest/stats").json()
+            stats = httpx.get(f"{api}/v1/ingest/stats", headers=auth).json()
             return int(stats["counts"]["ready"])
 
         _wait_for(lambda: ready() == samples, 90, "the seeded samples")
@@ -79,6 +83,7 @@ def test_dev_stack_ingests_dropped_files_answers_and_keeps_them(
         answer = httpx.post(
             f"{api}/v1/query",
             json={"query": "How far out can the Kestrel Point lamp be seen?"},
+            headers=auth,
             timeout=60,
         ).json()
         assert answer["meta"]["mode"] == "extractive"
@@ -90,6 +95,8 @@ def test_dev_stack_ingests_dropped_files_answers_and_keeps_them(
         dev.send_signal(signal.SIGINT)
         output, _ = dev.communicate(timeout=60)
     assert dev.returncode == 0, output
+    assert f"API key        {key}" in output
+    assert f"authorization: Bearer {key}" in output
     saved = tmp_path / "data" / "bucket"
     assert (saved / "field notes" / "kestrel.md").is_file()
     assert not (saved / "dropped.md").exists()

@@ -22,7 +22,7 @@ from ragops.ingest.handler import handle_event
 from ragops.observability import metrics, tracing
 from ragops.observability.tracing import Span
 from ragops.resources import get_service
-from tests.e2e.conftest import Stack, query_api
+from tests.e2e.conftest import Stack, api_headers, query_api
 from tests.e2e.test_bucket_to_answer import KEY, NOTES
 from tests.unit.test_observability import emf_objects, samples, service_logging
 
@@ -44,6 +44,7 @@ def client(stack: Stack) -> Iterator[TestClient[Litestar]]:
             result = handle_event(sqs_event(stack.receive(1), arn, LOCAL_REGION), None)
             assert result == {"batchItemFailures": []}
             with TestClient(app) as test_client:
+                test_client.headers.update(api_headers())
                 yield test_client
         finally:
             metrics.set_recorder(metrics.NullRecorder())

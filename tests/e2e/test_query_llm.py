@@ -9,12 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from ragops.db.documents import DocumentVersion
 from ragops.dev.serve import serve_in_background
 from ragops.generation.sse import sse_events
 from ragops.resources import get_service
-from tests.e2e.conftest import query_api, reset_process_resources
-from tests.generation.conftest import CORPUS, local_llm  # noqa: F401 (a fixture)
+from tests.e2e.conftest import api_headers, query_api, reset_process_resources
+from tests.generation.conftest import ingest_corpus, local_llm  # noqa: F401 (a fixture)
 from tests.generation.servers import LocalLLM
 
 QUESTION = "How many nautical miles out at sea can the Kestrel Point lamp be seen?"
@@ -32,11 +31,7 @@ def llm_env(
     monkeypatch.setenv("RAGOPS_CHUNK_TOKENS", "200")
     monkeypatch.setenv("RAGOPS_CHUNK_OVERLAP", "32")
     reset_process_resources()
-    service = get_service()
-    for source, text in CORPUS.items():
-        data = text.encode()
-        version = DocumentVersion("default", source, size_bytes=len(data))
-        assert service.ingestor.ingest_bytes(data, version, "doc.md").status == "ingested"
+    ingest_corpus(get_service())
 
 
 @pytest.fixture
@@ -53,7 +48,9 @@ def _sse_events(lines: Iterator[str]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_generated_answer_cites_the_source_that_holds_it(api_url: str) -> None:
-    response = httpx.post(f"{api_url}/v1/query", json={"query": QUESTION}, timeout=120)
+    response = httpx.post(
+        f"{api_url}/v1/query", json={"query": QUESTION}, headers=api_headers(), timeout=120
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["meta"]["mode"] == "generative"
@@ -66,7 +63,11 @@ def test_generated_answer_cites_the_source_that_holds_it(api_url: str) -> None:
 
 def test_streamed_answer_sends_tokens_then_the_citations(api_url: str) -> None:
     with httpx.stream(
-        "POST", f"{api_url}/v1/query", json={"query": QUESTION, "stream": True}, timeout=120
+        "POST",
+        f"{api_url}/v1/query",
+        json={"query": QUESTION, "stream": True},
+        headers=api_headers(),
+        timeout=120,
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -99,7 +100,10 @@ def test_question_the_documents_cannot_answer_is_refused_without_the_llm(
 ) -> None:
     decoded = local_llm.metric("n_decode_total")
     response = httpx.post(
-        f"{api_url}/v1/query", json={"query": "Who won the 1966 football world cup?"}, timeout=60
+        f"{api_url}/v1/query",
+        json={"query": "Who won the 1966 football world cup?"},
+        headers=api_headers(),
+        timeout=60,
     )
     body = response.json()
     assert response.status_code == 200

@@ -46,9 +46,8 @@ def fault_server() -> Iterator[FaultServer]:
     server.close()
 
 
-@pytest.fixture
-def corpus(service: Service) -> dict[str, uuid.UUID]:
-    """The corpus ingested into the test's fresh database: source -> document id."""
+def ingest_corpus(service: Service) -> dict[str, uuid.UUID]:
+    """Ingest CORPUS into the service's database: source -> document id."""
     ids = {}
     for source, text in CORPUS.items():
         data = text.encode()
@@ -60,3 +59,9 @@ def corpus(service: Service) -> dict[str, uuid.UUID]:
         assert outcome.document_id is not None
         ids[source] = outcome.document_id
     return ids
+
+
+@pytest.fixture
+def corpus(service: Service) -> dict[str, uuid.UUID]:
+    """The corpus ingested into the test's fresh database: source -> document id."""
+    return ingest_corpus(service)

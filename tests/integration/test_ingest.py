@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from psycopg.rows import dict_row
 from tests.pdf_samples import blank_pdf, encrypted_pdf, text_pdf
@@ -385,23 +384,22 @@ def test_changed_file_that_now_fails_is_removed_from_search(
 # --- atomic writes -------------------------------------------------------------------
 
 
-def break_last_vector(svc: Service, monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
-    """Make the embedder return a 383-d vector for the last chunk of texts with `marker`.
+def break_last_vector(monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
+    """Hand the write a 383-d vector for the last chunk of a document with `marker`.
 
     COPY then writes every earlier row of that document before the database rejects the
     last one, so the write fails part-way through.
     """
-    embedder = svc.models.embedder
-    embed = embedder.embed
+    save_ready = documents.save_ready
 
-    def broken(texts: Sequence[str], batch_size: int = 32, pieces: Any = None) -> list[np.ndarray]:
-        vectors = list(embed(texts, batch_size, pieces))
-        marked = [i for i, text in enumerate(texts) if marker in text]
-        if marked:
-            vectors[marked[-1]] = vectors[marked[-1]][:-1]
-        return vectors
+    def broken(
+        conn: Any, version: DocumentVersion, chunks: Sequence[Any], vectors: Any, model: str
+    ) -> Any:
+        if any(marker in chunk.content for chunk in chunks):
+            vectors = [*vectors[:-1], vectors[-1][:-1]]
+        return save_ready(conn, version, chunks, vectors, model)
 
-    monkeypatch.setattr(embedder, "embed", broken)
+    monkeypatch.setattr(documents, "save_ready", broken)
 
 
 def test_failed_write_leaves_the_previous_version_intact(
@@ -416,7 +414,7 @@ def test_failed_write_leaves_the_previous_version_intact(
     max_id = scalar(svc, "SELECT max(id) FROM chunks")
 
     path.write_text(LONG_TEXT.replace("apple", "plum") + " Rhubarb makes this version fail.")
-    break_last_vector(svc, monkeypatch, "Rhubarb")
+    break_last_vector(monkeypatch, "Rhubarb")
     [outcome] = ingest(svc, [path])
 
     assert outcome.status == "failed"
@@ -446,7 +444,7 @@ def test_failed_write_of_a_new_document_is_recorded_and_spares_the_batch(
     good.write_text(GOOD_TEXT)
     bad.write_text("Rhubarb leaves are poisonous.")
     after.write_text("Cormorants dry their wings in the sun.")
-    break_last_vector(service, monkeypatch, "Rhubarb")
+    break_last_vector(monkeypatch, "Rhubarb")
 
     outcomes = ingest(service, [good, bad, after])
 

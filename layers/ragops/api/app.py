@@ -6,19 +6,22 @@ import logging
 from typing import Any
 
 import psycopg
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, Response, get
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import ClientException, SerializationException
-from litestar.exceptions.responses import create_exception_response
+from litestar.exceptions import ClientException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from ragops import __version__
+from ragops.access.auth import Authenticator
+from ragops.api.access import PUBLIC_ROUTE, AccessMiddleware, principal_dependency
+from ragops.api.errors import client_error, database_error, ragops_error
 from ragops.api.observe import UNOBSERVED, RequestObserver
 from ragops.api.routes import DocumentsController, SearchController, ingest_stats
 from ragops.db import documents
-from ragops.errors import ConfigurationError, InvalidQueryError, NotFoundError, RagopsError
+from ragops.errors import RagopsError
 from ragops.health import check_health
 from ragops.observability.logs import configure_service_logging
 from ragops.observability.metrics import (
@@ -35,49 +38,17 @@ from ragops.settings import get_settings
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, message: str) -> Response[dict[str, Any]]:
-    return Response(
-        {"status_code": status, "detail": message}, status_code=status, media_type=MediaType.JSON
-    )
-
-
-def _ragops_error(request: Request[Any, Any, Any], exc: RagopsError) -> Response[dict[str, Any]]:
-    if isinstance(exc, InvalidQueryError):
-        return _error(400, str(exc))
-    if isinstance(exc, NotFoundError):
-        return _error(404, str(exc))
-    if isinstance(exc, ConfigurationError):
-        log.error("service misconfigured: %s", exc)
-        return _error(503, str(exc))
-    log.exception("unexpected ragops error on %s", request.url.path)
-    return _error(500, "internal error")
-
-
-def _client_error(request: Request[Any, Any, Any], exc: ClientException) -> Response[Any]:
-    if isinstance(exc.__cause__, SerializationException):
-        # msgspec alone says "Input data was truncated"; name what is wrong with the request.
-        return _error(exc.status_code, f"the request body is not valid JSON: {exc.detail}")
-    return create_exception_response(request, exc)
-
-
-def _database_error(
-    request: Request[Any, Any, Any], exc: psycopg.Error
-) -> Response[dict[str, Any]]:
-    if isinstance(exc, psycopg.DataError):
-        # A request value PostgreSQL cannot take (out of range, a NUL character): the
-        # client's to fix, and a retry would fail the same way.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.warning("invalid value on %s: %s", request.url.path, reason)
-        return _error(400, f"a value in the request is invalid: {reason}")
-    log.error("database error on %s: %s", request.url.path, exc)
-    return _error(503, "the database is unavailable; try again shortly")
-
-
 def _service_dependency() -> Service:
     return get_service()
 
 
-@get("/health", sync_to_thread=True, summary="Service health")
+@get(
+    "/health",
+    sync_to_thread=True,
+    summary="Service health",
+    opt={PUBLIC_ROUTE: True},
+    security=[{}],
+)
 def health(service: NamedDependency[Service]) -> Response[dict[str, Any]]:
     """200 when every check passes, 503 naming the failing checks otherwise."""
     report = check_health(service)
@@ -90,7 +61,8 @@ def _metrics_route(registry: PrometheusRegistry) -> HTTPRouteHandler:
         sync_to_thread=True,
         include_in_schema=False,
         media_type=PROMETHEUS_CONTENT_TYPE,
-        opt={UNOBSERVED: True},
+        # Local only (`ragops dev`): counts by status, no collection's data.
+        opt={UNOBSERVED: True, PUBLIC_ROUTE: True},
     )
     def metrics(service: NamedDependency[Service]) -> str:
         """The registry in Prometheus text format, with documents by status read now."""
@@ -114,7 +86,11 @@ def create_query_app(
     include_health: bool = False, metrics: PrometheusRegistry | None = None
 ) -> Litestar:
     """The query API; with `include_health`, also /health, and with `metrics`, GET /metrics
-    rendering that registry (one server for local use; in Lambda, metrics are EMF)."""
+    rendering that registry (one server for local use; in Lambda, metrics are EMF).
+
+    Every other route needs credentials (RAGOPS_AUTH); key lookups are remembered by the
+    app's Authenticator for RAGOPS_AUTH_CACHE_SECONDS.
+    """
     handlers: list[Any] = [SearchController, DocumentsController, ingest_stats]
     if include_health:
         handlers.append(health)
@@ -122,12 +98,19 @@ def create_query_app(
         handlers.append(_metrics_route(metrics))
     return Litestar(
         route_handlers=handlers,
-        dependencies={"service": Provide(_service_dependency, sync_to_thread=False)},
-        middleware=[RequestObserver()],
+        dependencies={
+            "service": Provide(_service_dependency, sync_to_thread=False),
+            "principal": Provide(principal_dependency, sync_to_thread=False),
+        },
+        middleware=[
+            RequestObserver(),
+            AccessMiddleware(Authenticator()),
+        ],
+        request_max_body_size=get_settings().max_request_bytes,
         exception_handlers={
-            ClientException: _client_error,
-            RagopsError: _ragops_error,
-            psycopg.Error: _database_error,
+            ClientException: client_error,
+            RagopsError: ragops_error,
+            psycopg.Error: database_error,
         },
         # Logging is the host's to configure (Lambda, `ragops dev`), not the framework's.
         logging_config=None,
@@ -136,8 +119,20 @@ def create_query_app(
             version=__version__,
             path="/docs",
             render_plugins=[SwaggerRenderPlugin()],
+            components=Components(security_schemes=SECURITY_SCHEMES),
+            security=[{"bearer": []}, {"api_key": []}],
         ),
     )
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": SecurityScheme(
+        type="http", scheme="bearer", description="An API key (`ragops keys create`)."
+    ),
+    "api_key": SecurityScheme(
+        type="apiKey", name="X-API-Key", security_scheme_in="header", description="The same."
+    ),
+}
 
 
 def create_local_app() -> Litestar:

@@ -42,3 +42,10 @@ class QueryBody(SearchBody, forbid_unknown_fields=True):
     history: Annotated[list[Turn], msgspec.Meta(max_length=50)] | None = None
     # Server-Sent Events (token events, then one final event); needs a streaming server.
     stream: bool = False
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error response: the status again and a `detail` naming the problem."""
+
+    status_code: int
+    detail: str

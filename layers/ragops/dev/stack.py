@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ragops.dev.api_key import dev_api_key
 from ragops.dev.aws import LOCAL_REGION, LocalResources, client, create_resources
 from ragops.dev.definitions import load_definition
 from ragops.dev.inbox import mirror_inbox
@@ -120,7 +121,8 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
     resources = None
     try:
         service = get_service()
-        service.db  # noqa: B018 (start PostgreSQL and migrate before anything listens)
+        # Start PostgreSQL and migrate before anything listens; then the API's key.
+        api_key = dev_api_key(settings, service.db) if settings.auth == "on" else None
         resources = create_resources(endpoint, load_definition())
         # The objects saved at the last shutdown come back (their ingest is a no-op);
         # an empty bucket gets the example documents.
@@ -150,7 +152,7 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
         api = f"http://{options.host}:{options.api_port}"
         state = {"api_url": api, **asdict(resources)}
         state_path(settings).write_text(json.dumps(state, indent=2) + "\n")
-        _print_banner(api, resources, options, restored, llm_url)
+        _print_banner(api, resources, options, restored, llm_url, api_key)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -176,11 +178,18 @@ def run_dev(settings: Settings, options: DevOptions) -> int:
 
 
 def _print_banner(
-    api: str, resources: LocalResources, options: DevOptions, restored: int, llm_url: str | None
+    api: str,
+    resources: LocalResources,
+    options: DevOptions,
+    restored: int,
+    llm_url: str | None,
+    api_key: str | None,
 ) -> None:
     lines = [
         "ragops dev is running (Ctrl-C stops it; data is kept between runs)",
         f"  API            {api}   (docs: {api}/docs, health: {api}/health)",
+        f"  API key        {api_key or 'none: RAGOPS_AUTH=off'}"
+        + ("   (default collection; `ragops keys create` makes more)" if api_key else ""),
         f"  metrics        {api}/metrics   (Prometheus)",
         f"  S3 + SQS       {resources.endpoint_url}   (moto)",
         f"  bucket         s3://{resources.bucket}   ({restored} objects at start)",
@@ -194,6 +203,7 @@ def _print_banner(
         "",
         "  ragops put FILE...                     drop files into the bucket",
         f"  curl -s {api}/v1/query -H 'content-type: application/json' \\",
+        *([f"       -H 'authorization: Bearer {api_key}' \\"] if api_key else []),
         '       -d \'{"query": "What does ragops do?"}\'',
     ]
     print("\n".join(lines), flush=True)

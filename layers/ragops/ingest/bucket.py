@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ragops.db import documents
 from ragops.db.documents import DocumentVersion
 from ragops.errors import FileTooLargeError
@@ -48,6 +50,28 @@ class BucketIngest:
         return self._created(event)
 
     def _created(self, event: ObjectEvent) -> BucketOutcome:
+        outcome = self._fetch_and_ingest(event)
+        if outcome.status != "ingested":
+            return outcome
+        return self._settled(outcome)
+
+    def _settled(self, outcome: BucketOutcome) -> BucketOutcome:
+        """Undo a write that a deletion overtook while the object was embedded.
+
+        A removal handled between this fetch and this write found nothing to delete, and
+        no later event would remove what this write stored.
+        """
+        event = outcome.event
+        try:
+            self.s3.head_object(Bucket=event.bucket, Key=event.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            self._delete_source(event.source)
+            return BucketOutcome(event, "deleted", "object was deleted while it was ingested")
+        return outcome
+
+    def _fetch_and_ingest(self, event: ObjectEvent) -> BucketOutcome:
         try:
             response = self.s3.get_object(Bucket=event.bucket, Key=event.key)
         except self.s3.exceptions.NoSuchKey:
@@ -55,11 +79,38 @@ class BucketIngest:
             # deleting now keeps an out-of-order pair from resurrecting the document.
             deleted = self._delete_source(event.source)
             return BucketOutcome(event, "deleted" if deleted else "skipped", "object is gone")
+        except (ClientError, BotoCoreError) as exc:
+            # botocore has already retried throttling, 5xx and dropped connections.
+            return self._unreadable(event, exc)
         body = response["Body"]
         try:
             return self._ingest_response(event, response)
+        except (ClientError, BotoCoreError) as exc:  # the body broke off while being read
+            return self._unreadable(event, exc)
         finally:
             body.close()
+
+    def _unreadable(self, event: ObjectEvent, exc: ClientError | BotoCoreError) -> BucketOutcome:
+        """Record why the object cannot be read; the message fails, so it is retried.
+
+        A ready document keeps serving its last version with the error noted; a new one is
+        marked failed (in the default collection: the object's own metadata is unreadable).
+        """
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            cause = f"{error.get('Code', 'error')}: {error.get('Message') or exc}"
+        else:
+            cause = f"{type(exc).__name__}: {exc}"
+        reason = f"cannot read the object from S3 ({cause})"
+        version = DocumentVersion(
+            collection=self.service.settings.default_collection,
+            source=event.source,
+            size_bytes=event.size or 0,
+            etag=event.etag,
+        )
+        with self.service.db.pool.connection() as conn:
+            documents.save_write_failed(conn, version, reason)
+        return BucketOutcome(event, "failed", reason)
 
     def _ingest_response(self, event: ObjectEvent, response: dict[str, Any]) -> BucketOutcome:
         settings = self.service.settings

@@ -8,17 +8,22 @@ word pieces: chunks are packed from counted units without re-tokenizing each can
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from ragops.ingest.document import Chunk, Section, embedding_text
+from ragops.ingest.limits import check_chunk_count
 
 # [CLS] and [SEP] take two positions of the model's window.
 SPECIAL_TOKENS = 2
 # A heading that leaves less of the window than this for text is dropped.
 MIN_TEXT_TOKENS = 16
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# Paragraphs longer than this are cut (at white space) before they are tokenized: the
+# tokenizer needs about 120 bytes per character of one text it encodes with offsets, so a
+# megabyte-long line would cost a gigabyte of memory.
+MAX_PARAGRAPH_CHARS = 16_384
 _SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n")
 R = TypeVar("R")
 
@@ -90,6 +95,7 @@ class ChunkingPolicy:
     chunk_tokens: int
     overlap_tokens: int
     max_tokens: int  # the embedder's max sequence length, special tokens included
+    max_chunks: int | None = None  # more fails the document (LimitExceededError)
 
 
 @dataclass(frozen=True)
@@ -114,12 +120,17 @@ def chunk_sections(
     ]
     units: list[list[_Unit]] = [[] for _ in sections]
     paragraphs = [
-        _Piece(index, paragraph.strip())
+        _Piece(index, part)
         for index, section in enumerate(sections)
         for paragraph in _PARAGRAPH_BREAK.split(section.text)
-        if paragraph.strip()
+        for part in _bounded(paragraph.strip(), MAX_PARAGRAPH_CHARS)
     ]
-    for piece, found in zip(paragraphs, _refine(paragraphs, counter, budgets), strict=True):
+    sizes = counter.count_batch([piece.text for piece in paragraphs])
+    # Checked before the long paragraphs are split (which tokenizes them again, offsets and
+    # all): no chunk holds more than its budget, so this many chunks at least are coming.
+    check_chunk_count(_fewest_chunks(paragraphs, sizes, budgets), policy.max_chunks, at_least=True)
+    refined = _refine(paragraphs, counter, budgets, sizes)
+    for piece, found in zip(paragraphs, refined, strict=True):
         units[piece.section].extend(found)
 
     drafts = [
@@ -127,6 +138,8 @@ def chunk_sections(
         for index, budget in enumerate(budgets)
         for chunk_units, _ in _pack(units[index], budget, min(policy.overlap_tokens, budget // 2))
     ]
+    # Fitting to the window only ever splits drafts further.
+    check_chunk_count(len(drafts), policy.max_chunks, at_least=True)
     window = policy.max_tokens - SPECIAL_TOKENS
     chunks: list[Chunk] = []
     for draft, fitted in zip(drafts, _fit_window(drafts, headings, counter, window), strict=True):
@@ -142,7 +155,32 @@ def chunk_sections(
                     pieces=pieces,
                 )
             )
+    check_chunk_count(len(chunks), policy.max_chunks)
     return chunks
+
+
+def _bounded(text: str, limit: int) -> Iterator[str]:
+    """`text` in parts of at most `limit` characters, cut at the last white space that
+    leaves a part non-empty (anywhere, if there is none)."""
+    start = 0
+    while len(text) - start > limit:
+        end = start + limit
+        space = max(text.rfind(" ", start + 1, end + 1), text.rfind("\n", start + 1, end + 1))
+        cut = space if space > start else end
+        part = text[start:cut].strip()
+        if part:
+            yield part
+        start = cut
+    part = text[start:].strip()
+    if part:
+        yield part
+
+
+def _fewest_chunks(pieces: list[_Piece], sizes: list[int], budgets: list[int]) -> int:
+    tokens = [0] * len(budgets)
+    for piece, size in zip(pieces, sizes, strict=True):
+        tokens[piece.section] += size
+    return sum(-(-total // budget) for total, budget in zip(tokens, budgets, strict=True))
 
 
 @dataclass(frozen=True)
@@ -169,10 +207,17 @@ def _fitting_headings(
     return fitting
 
 
-def _refine(pieces: list[_Piece], counter: TokenCounter, budgets: list[int]) -> list[list[_Unit]]:
+def _refine(
+    pieces: list[_Piece],
+    counter: TokenCounter,
+    budgets: list[int],
+    sizes: list[int] | None = None,
+) -> list[list[_Unit]]:
     """Per piece, in order: itself if it fits its section's budget, else its sentences, or
-    token slices of those, refined the same way. One tokenizer call per level."""
-    sizes = counter.count_batch([piece.text for piece in pieces])
+    token slices of those, refined the same way. One tokenizer call per level (none for
+    this one if the pieces' `sizes` are given)."""
+    if sizes is None:
+        sizes = counter.count_batch([piece.text for piece in pieces])
     found: list[list[_Unit]] = []
     finer: list[tuple[int, list[_Piece]]] = []
     for piece, tokens in zip(pieces, sizes, strict=True):

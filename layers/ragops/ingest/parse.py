@@ -5,13 +5,23 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-from ragops.errors import EmptyDocumentError, ParseError, UnsupportedFileTypeError
+from ragops.errors import (
+    EmptyDocumentError,
+    LimitExceededError,
+    ParseError,
+    UnsupportedFileTypeError,
+)
 from ragops.ingest.document import ParsedDocument, Section
+from ragops.ingest.limits import InflateBudget, IngestLimits, TextBudget, check_page_count
 from ragops.ingest.text import decode_text
+
+if TYPE_CHECKING:
+    from pypdf import Configuration
 
 MIME_TYPES = {
     ".txt": "text/plain",
@@ -35,12 +45,12 @@ def mime_type_for(name: str) -> str:
         ) from None
 
 
-def parse_document(data: bytes, name: str) -> ParsedDocument:
-    """Parse `data` according to the extension of `name`."""
+def parse_document(data: bytes, name: str, limits: IngestLimits | None = None) -> ParsedDocument:
+    """Parse `data` according to the extension of `name`, within `limits` (else the defaults)."""
     mime_type = mime_type_for(name)
-    parser: Callable[[bytes], ParsedDocument] = _PARSERS[mime_type]
-    document = parser(data)
-    document.sections = [s for s in document.sections if s.text.strip()]
+    parser = _PARSERS[mime_type]
+    document = parser(data, limits or IngestLimits())
+    document.sections = [s for s in document.sections if s.text and not s.text.isspace()]
     if not document.sections:
         raise EmptyDocumentError("no text could be extracted from the file")
     if not document.title:
@@ -48,8 +58,8 @@ def parse_document(data: bytes, name: str) -> ParsedDocument:
     return document
 
 
-def parse_text(data: bytes) -> ParsedDocument:
-    text = decode_text(data)
+def parse_text(data: bytes, limits: IngestLimits) -> ParsedDocument:
+    text = decode_text(data, max_chars=limits.max_text_chars)
     return ParsedDocument(title=None, mime_type="text/plain", sections=[Section(text)])
 
 
@@ -59,9 +69,9 @@ _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
-def parse_markdown(data: bytes) -> ParsedDocument:
+def parse_markdown(data: bytes, limits: IngestLimits) -> ParsedDocument:
     """Split on ATX and setext headings (outside code fences), keeping the heading path."""
-    lines = decode_text(data).split("\n")
+    lines = decode_text(data, max_chars=limits.max_text_chars).split("\n")
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
     body: list[str] = []
@@ -128,8 +138,9 @@ _WHITESPACE = re.compile(r"\s+")
 class _VisibleText(HTMLParser):
     """Collects visible text into sections split at h1-h6."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: TextBudget) -> None:
         super().__init__(convert_charrefs=True)
+        self._budget = budget
         self.sections: list[Section] = []
         self.title: str | None = None
         self._path: list[tuple[int, str]] = []
@@ -180,6 +191,8 @@ class _VisibleText(HTMLParser):
             self._title_text.append(data)
         if self._hidden_depth:
             return
+        # Markup is not text: only what is kept counts towards the limit.
+        self._budget.spend(len(data))
         if self._heading_level:
             self._heading_text.append(data)
         else:
@@ -204,9 +217,9 @@ class _VisibleText(HTMLParser):
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-]+)""", re.IGNORECASE)
 
 
-def parse_html(data: bytes) -> ParsedDocument:
+def parse_html(data: bytes, limits: IngestLimits) -> ParsedDocument:
     text = decode_text(data, _declared_charset(data))
-    parser = _VisibleText()
+    parser = _VisibleText(limits.text_budget())
     try:
         parser.feed(text)
         parser.finish()
@@ -232,25 +245,28 @@ def _declared_charset(data: bytes) -> str | None:
     return label
 
 
-def parse_pdf(data: bytes) -> ParsedDocument:
-    """One section per page, page numbers from 1."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError, PyPdfError
+# Forms drawn inside forms: deeper ones are rare, and pypdf bounds them on its own.
+MAX_FORM_DEPTH = 4
 
-    if not data.strip():
+
+def parse_pdf(data: bytes, limits: IngestLimits) -> ParsedDocument:
+    """One section per page, page numbers from 1."""
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import LimitReachedError, PdfReadError, PyPdfError
+
+    if not data or data.isspace():
         raise EmptyDocumentError("the file is empty")
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ParseError("the PDF is encrypted with a password; upload an unencrypted copy")
-        sections = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = (page.extract_text() or "").replace("\x00", "")
-            if text.strip():
-                sections.append(Section(_tidy_pdf_text(text), page=number))
-        title = _pdf_title(reader)
-    except ParseError:
+        with apply_configuration(_pypdf_configuration(limits)):
+            reader = PdfReader(io.BytesIO(data), strict=False)
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise ParseError("the PDF is encrypted with a password; upload an unencrypted copy")
+            sections = list(_pdf_pages(reader, limits))
+            title = _pdf_title(reader)
+    except (ParseError, LimitExceededError):
         raise
+    except LimitReachedError as exc:
+        raise _pypdf_limit_error(exc, limits) from exc
     # Besides its own errors, pypdf lets these escape on damaged files: AttributeError for a
     # trailer that is not a dictionary, RecursionError for absurd nesting, AssertionError.
     except (
@@ -274,6 +290,93 @@ def parse_pdf(data: bytes) -> ParsedDocument:
     return ParsedDocument(title=title, mime_type="application/pdf", sections=sections)
 
 
+def _pypdf_configuration(limits: IngestLimits) -> Configuration:
+    """pypdf's own bounds, tightened to ours: no stream may inflate past the text limit, and
+    the page tree may not hold more entries than the page limit allows (pages and the nodes
+    above them, at most one node per page)."""
+    from pypdf import get_configuration
+
+    stream = min(limits.max_text_chars, limits.max_inflated_bytes)
+    return get_configuration().with_overwrites(
+        zlib_maximum_output_length=stream,
+        lzw_maximum_output_length=stream,
+        run_length_maximum_output_length=stream,
+        brotli_maximum_output_length=stream,
+        array_based_stream_maximum_output_length=stream,
+        page_tree_maximum_entries=2 * limits.max_pages + 16,
+    )
+
+
+def _pypdf_limit_error(exc: Exception, limits: IngestLimits) -> LimitExceededError:
+    if "decompress" in str(exc):
+        stream = min(limits.max_text_chars, limits.max_inflated_bytes)
+        return LimitExceededError(
+            f"a compressed stream in the PDF inflates past the {stream:,}-byte limit for one "
+            "stream (RAGOPS_MAX_TEXT_CHARS): a decompression bomb?"
+        )
+    if "page tree" in str(exc):
+        return LimitExceededError(
+            f"the PDF's page tree is larger than the {limits.max_pages:,}-page limit allows "
+            "(RAGOPS_MAX_PAGES)"
+        )
+    return LimitExceededError(f"the PDF is over one of the parser's limits: {exc}")
+
+
+def _pdf_pages(reader: Any, limits: IngestLimits) -> Iterator[Section]:
+    """Each page's text, within the limits: the page count is checked before any page is
+    read, text and inflated bytes as each page is."""
+    declared = reader.root_object["/Pages"].get("/Count")
+    declared = declared.get_object() if declared is not None else None
+    if isinstance(declared, int):
+        check_page_count(declared, limits.max_pages)  # before the page tree is walked
+    check_page_count(len(reader.pages), limits.max_pages)  # /Count may understate
+    text_budget = limits.text_budget()
+    inflate_budget = limits.inflate_budget()
+    for number, page in enumerate(reader.pages, start=1):
+        text = (page.extract_text() or "").replace("\x00", "")
+        _release_streams(page, inflate_budget)
+        text_budget.spend(len(text))
+        if text.strip():
+            yield Section(_tidy_pdf_text(text), page=number)
+
+
+def _release_streams(page: Any, budget: InflateBudget) -> None:
+    """Count what the page's streams inflated to, then drop pypdf's decoded copies.
+
+    pypdf keeps every decoded stream for the reader's lifetime; dropped, they cannot pile
+    up page after page, and a stream shared by many pages counts (and costs) each time.
+    """
+    for stream in _page_streams(page):
+        decoded = getattr(stream, "decoded_self", None)
+        if decoded is not None:
+            stream.decoded_self = None
+            budget.spend(len(decoded.get_data()))
+
+
+def _page_streams(page: Any) -> Iterator[Any]:
+    """The page's content streams and those of the forms it draws."""
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    if isinstance(contents, list):
+        yield from (item.get_object() for item in contents)
+    elif contents is not None:
+        yield contents
+    yield from _form_streams(page.get("/Resources"), depth=0)
+
+
+def _form_streams(resources: Any, depth: int) -> Iterator[Any]:
+    if resources is None or depth >= MAX_FORM_DEPTH:
+        return
+    xobjects = resources.get_object().get("/XObject")
+    if xobjects is None:
+        return
+    for xobject in xobjects.get_object().values():
+        form = xobject.get_object()
+        if form.get("/Subtype") == "/Form":
+            yield form
+            yield from _form_streams(form.get("/Resources"), depth + 1)
+
+
 def _pdf_title(reader: object) -> str | None:
     try:
         metadata = reader.metadata  # type: ignore[attr-defined]
@@ -289,7 +392,7 @@ def _tidy_pdf_text(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
-_PARSERS: dict[str, Callable[[bytes], ParsedDocument]] = {
+_PARSERS: dict[str, Callable[[bytes, IngestLimits], ParsedDocument]] = {
     "text/plain": parse_text,
     "text/markdown": parse_markdown,
     "text/html": parse_html,

@@ -21,6 +21,8 @@ from ragops.db.documents import DocumentRow, DocumentVersion
 from ragops.errors import FileTooLargeError, IngestError, StaleVersionError
 from ragops.ingest.chunk import ChunkingPolicy, WordPieceCounter, chunk_sections
 from ragops.ingest.document import Chunk
+from ragops.ingest.embedding import Embedded, EmbeddingStream, EmbedFailed
+from ragops.ingest.limits import IngestLimits
 from ragops.ingest.parse import mime_type_for, parse_document
 from ragops.models import Models
 from ragops.models.embedder import Vectors
@@ -29,11 +31,13 @@ from ragops.settings import Settings
 log = logging.getLogger(__name__)
 
 Status = Literal["ingested", "unchanged", "failed"]
-# Chunks embedded together across small files: big enough that length bucketing leaves
-# little padding and the two cores rarely wait on each other's last batch, small enough
-# that writing one group overlaps embedding the next (measured on 1,204 chunks: 256 gives
-# 90 chunks/s, 512 gives 100, 1,024 gives 107, 2,048 (one group, no overlap) 97).
+# Chunks embedded as one group, cut across documents: length bucketing within a group
+# leaves little padding, and the next group is queued before this one is waited for.
+# Measured on 1,404 chunks (medians of 3): 256 gives 105 chunks/s, 512 gives 112, 1,024
+# gives 114; documents finished in one group are written while the next is embedded.
 EMBED_GROUP_CHUNKS = 1024
+# Documents embedded but not yet written, at most: bounds the vectors held in memory.
+SAVES_QUEUED = 64
 # Files parsed and chunked ahead, on their own thread, while the models embed: the
 # tokenizer and ONNX Runtime both release the GIL, so the two overlap.
 PREPARE_AHEAD = 16
@@ -96,38 +100,46 @@ class Ingestor:
             chunk_tokens=settings.chunk_tokens,
             overlap_tokens=settings.chunk_overlap,
             max_tokens=models.manifest.embedder.max_seq_length,
+            max_chunks=settings.max_chunks,
         )
+        self.limits = IngestLimits.from_settings(settings)
 
     def ingest_paths(self, paths: Iterable[Path], collection: str) -> Iterator[IngestOutcome]:
-        """Ingest local files; while one group is written, the next is parsed and embedded."""
+        """Ingest local files; a document is written while later ones are still embedded."""
         with ThreadPoolExecutor(1, thread_name_prefix="ingest-writer") as writer:
-            saving: Future[list[IngestOutcome]] | None = None
-            for item in self._embedded_groups(paths, collection):
+            saving: deque[Future[IngestOutcome]] = deque()
+            for item in self._embedded_documents(paths, collection):
                 if isinstance(item, IngestOutcome):
                     yield item
                     continue
-                if saving is not None:
-                    yield from saving.result()
-                saving = writer.submit(self._save_group, *item)
-            if saving is not None:
-                yield from saving.result()
+                saving.append(writer.submit(self._save, item.document, item.vectors))
+                while saving and (saving[0].done() or len(saving) > SAVES_QUEUED):
+                    yield saving.popleft().result()
+            while saving:
+                yield saving.popleft().result()
 
-    def _embedded_groups(
+    def _embedded_documents(
         self, paths: Iterable[Path], collection: str
-    ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
-        """Small files' chunks are embedded together, so length bucketing has room to work."""
-        group: list[_Prepared] = []
-        grouped_chunks = 0
+    ) -> Iterator[IngestOutcome | Embedded[_Prepared]]:
+        stream: EmbeddingStream[_Prepared] = EmbeddingStream(
+            self.models.embedder, EMBED_GROUP_CHUNKS, self.settings.embed_batch_size
+        )
         for prepared in self._prepared_ahead(paths, collection):
             if isinstance(prepared, IngestOutcome):
                 yield prepared
                 continue
-            group.append(prepared)
-            grouped_chunks += len(prepared.chunks)
-            if grouped_chunks >= EMBED_GROUP_CHUNKS:
-                yield from self._embed(group)
-                group, grouped_chunks = [], 0
-        yield from self._embed(group)
+            yield from self._embed_failures(stream.add(prepared, prepared.chunks))
+        yield from self._embed_failures(stream.finish())
+
+    def _embed_failures(
+        self, released: Iterable[Embedded[_Prepared] | EmbedFailed[_Prepared]]
+    ) -> Iterator[IngestOutcome | Embedded[_Prepared]]:
+        """Documents the model failed on, recorded as failed; the embedded ones as they are."""
+        for item in released:
+            if isinstance(item, EmbedFailed):
+                yield self._write_failed(item.document, f"could not embed: {item.reason}")
+            else:
+                yield item
 
     def _prepared_ahead(
         self, paths: Iterable[Path], collection: str
@@ -160,11 +172,14 @@ class Ingestor:
         prepared = self._prepare_bytes(data, version, name, existing, started)
         if isinstance(prepared, IngestOutcome):
             return prepared
-        for item in self._embed([prepared]):
-            if isinstance(item, IngestOutcome):
-                return item
-            return self._save_group(*item)[0]
-        raise AssertionError("a prepared document always embeds or fails")
+        stream: EmbeddingStream[_Prepared] = EmbeddingStream(
+            self.models.embedder, EMBED_GROUP_CHUNKS, self.settings.embed_batch_size
+        )
+        released = [*stream.add(prepared, prepared.chunks), *stream.finish()]
+        (item,) = self._embed_failures(released)
+        if isinstance(item, IngestOutcome):
+            return item
+        return self._save(item.document, item.vectors)
 
     def _prepare_path(self, path: Path, collection: str) -> _Prepared | IngestOutcome:
         started = time.perf_counter()
@@ -211,7 +226,7 @@ class Ingestor:
             return IngestOutcome(version.source, "unchanged", existing.id, existing.chunk_count)
         try:
             self.check_size(len(data))
-            parsed = parse_document(data, name)
+            parsed = parse_document(data, name, self.limits)
             counter = WordPieceCounter(self.models.embedder.tokenizer)
             chunks = chunk_sections(parsed.sections, counter, self.policy)
         except IngestError as exc:
@@ -228,60 +243,27 @@ class Ingestor:
                 documents.mark_pending(conn, version)
         return _Prepared(version, chunks, started, existing)
 
-    def _embed(
-        self, group: list[_Prepared]
-    ) -> Iterator[IngestOutcome | tuple[list[_Prepared], Vectors]]:
-        if not group:
-            return
-        chunks = [chunk for item in group for chunk in item.chunks]
-        texts = [chunk.embedding_text for chunk in chunks]
-        pieces = [chunk.pieces for chunk in chunks if chunk.pieces is not None]
+    def _save(self, item: _Prepared, vectors: Vectors) -> IngestOutcome:
+        """One transaction for the document; a failure is recorded and the batch goes on."""
         try:
-            vectors = self.models.embedder.embed(
-                texts,
-                batch_size=self.settings.embed_batch_size,
-                pieces=pieces if len(pieces) == len(texts) else None,
-            )
-        except Exception as exc:  # a model failure fails this group's files, not the batch
-            log.exception("embedding failed for %d files", len(group))
-            for item in group:
-                yield self._write_failed(item, f"could not embed: {type(exc).__name__}: {exc}")
-            return
-        yield group, vectors
-
-    def _save_group(self, group: list[_Prepared], vectors: Vectors) -> list[IngestOutcome]:
-        """One transaction per document; a failed one is recorded and the rest go on."""
-        outcomes = []
-        offset = 0
-        for item in group:
-            item_vectors = vectors[offset : offset + len(item.chunks)]
-            offset += len(item.chunks)
-            try:
-                with self.db.pool.connection() as conn:
-                    document_id = documents.save_ready(
-                        conn, item.version, item.chunks, item_vectors, self.models.embedder_id
-                    )
-            except StaleVersionError as exc:
-                outcomes.append(self._superseded(item.version, exc))
-                continue
-            except Exception as exc:  # rolled back: nothing of this version was written
-                log.exception("could not save %s", item.version.source)
-                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                outcomes.append(
-                    self._write_failed(item, f"could not save the chunks: {first_line}")
+            with self.db.pool.connection() as conn:
+                saved = documents.save_ready(
+                    conn, item.version, item.chunks, vectors, self.models.embedder_id
                 )
-                continue
-            outcomes.append(
-                IngestOutcome(
-                    item.version.source,
-                    "ingested",
-                    document_id,
-                    chunks=len(item.chunks),
-                    bytes=item.version.size_bytes,
-                    seconds=time.perf_counter() - item.started,
-                )
-            )
-        return outcomes
+        except StaleVersionError as exc:
+            return self._superseded(item.version, exc)
+        except Exception as exc:  # rolled back: nothing of this version was written
+            log.exception("could not save %s", item.version.source)
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return self._write_failed(item, f"could not save the chunks: {first_line}")
+        return IngestOutcome(
+            item.version.source,
+            "ingested" if saved.written else "unchanged",
+            saved.document_id,
+            chunks=len(item.chunks),
+            bytes=item.version.size_bytes,
+            seconds=time.perf_counter() - item.started,
+        )
 
     def _write_failed(self, item: _Prepared, reason: str) -> IngestOutcome:
         """Record a version that could not be embedded or saved, without losing the batch."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,20 @@ from ragops.models.manifest import EmbedderSpec
 from ragops.models.runtime import BatchRunner, load_tokenizer, open_session, worker_count
 
 Vectors = npt.NDArray[np.float32]
+
+
+class PendingVectors:
+    """Vectors still being computed: `result()` waits and returns them in input order."""
+
+    def __init__(self, out: Vectors, batches: list[list[int]], futures: list[Future[Vectors]]):
+        self._out = out
+        self._batches = batches
+        self._futures = futures
+
+    def result(self) -> Vectors:
+        for batch, future in zip(self._batches, self._futures, strict=True):
+            self._out[batch] = future.result()
+        return self._out
 
 
 class Embedder:
@@ -51,9 +66,18 @@ class Embedder:
         `pieces`, the texts' word pieces (special tokens excluded) when the caller has
         them already, saves tokenizing the texts again.
         """
+        return self.start(texts, batch_size, pieces).result()
+
+    def start(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        pieces: Sequence[Sequence[int]] | None = None,
+    ) -> PendingVectors:
+        """Queue the texts' batches on the model's workers; `result()` waits for them."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return out
+            return PendingVectors(out, [], [])
         if pieces is None:
             encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
             pieces = [enc.ids for enc in encodings]
@@ -62,10 +86,8 @@ class Embedder:
         # Sorting by length makes each batch pad to nearly its own length.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-        results = self._runner.map(lambda batch: self._run([ids[i] for i in batch]), batches)
-        for batch, vectors in zip(batches, results, strict=True):
-            out[batch] = vectors
-        return out
+        futures = self._runner.submit(lambda batch: self._run([ids[i] for i in batch]), batches)
+        return PendingVectors(out, batches, futures)
 
     def embed_query(self, text: str) -> Vectors:
         vector: Vectors = self.embed([self.spec.query_prefix + text])[0]

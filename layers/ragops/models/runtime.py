@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -47,6 +47,24 @@ class BatchRunner:
         if self._pool is None or len(batches) < 2:
             return [run(batch) for batch in batches]
         return list(self._pool.map(run, batches))
+
+    def submit(self, run: Callable[[T], R], batches: Sequence[T]) -> list[Future[R]]:
+        """Queue the batches and return at once; with one worker they run here, now.
+
+        Work queued before earlier work finishes keeps every core busy across calls.
+        """
+        if self._pool is None:
+            return [_ran(run, batch) for batch in batches]
+        return [self._pool.submit(run, batch) for batch in batches]
+
+
+def _ran(run: Callable[[T], R], batch: T) -> Future[R]:
+    done: Future[R] = Future()
+    try:
+        done.set_result(run(batch))
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
 
 
 def open_session(

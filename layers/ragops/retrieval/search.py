@@ -120,7 +120,11 @@ class Searcher:
         vector_limit = request.top_k if request.rerank else 0
         params.update(filter_params, limit=fetch, vector_limit=vector_limit)
         t = time.perf_counter()
-        with self.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        # Row-level security holds the search to its collection, whatever the filters say.
+        with (
+            self.db.scoped(request.filters.collection) as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
             rows = cur.execute(statement, params).fetchall()
         timings["retrieve"] = ms_since(t)
 
