@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".ragops"), description="Where local state lives.")
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=4, ge=1)
+    db_prepare_threshold: int = Field(
+        default=5,
+        ge=0,
+        description="Executions of a statement on one connection before psycopg prepares it "
+        "on the server; 0 never prepares (behind RDS Proxy, where prepared statements pin "
+        "connections).",
+    )
 
     database_secret_arn: str | None = Field(
         default=None, description="Secrets Manager secret (RDS JSON) holding the database login."

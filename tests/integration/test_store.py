@@ -343,3 +343,42 @@ def test_missing_create_table_right_is_reported(
     message = str(raised.value)
     assert role in message
     assert "GRANT CREATE ON SCHEMA public" in message
+
+
+def test_pooled_connections_keep_no_session_state_and_scopes_set_the_search_settings(
+    settings: Settings,
+) -> None:
+    """A proxy that pools by transaction (RDS Proxy) pins a connection whose session was
+    changed; the HNSW settings are set per scoped transaction instead."""
+    sql_settings = (
+        "SELECT current_setting('hnsw.ef_search', true), "
+        "current_setting('hnsw.iterative_scan', true), current_user"
+    )
+    db = connect(settings.model_copy(update={"ef_search": 123}))
+    try:
+        with db.scoped("default") as conn:
+            assert conn.execute(sql_settings).fetchone() == ("123", "relaxed_order", "ragops_app")
+        for _ in range(2):  # the connection the scope used, and any other
+            with db.pool.connection() as conn:
+                ef_search, iterative, user = conn.execute(sql_settings).fetchone() or ()
+                assert ef_search != "123"
+                assert iterative != "relaxed_order"
+                assert user != "ragops_app"
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(("threshold", "prepared"), [(0, False), (2, True)])
+def test_prepare_threshold_zero_prepares_nothing_on_the_server(
+    settings: Settings, threshold: int, prepared: bool
+) -> None:
+    db = connect(settings.model_copy(update={"db_prepare_threshold": threshold}))
+    try:
+        with db.pool.connection() as conn:
+            for _ in range(5):
+                conn.execute("SELECT count(*) FROM documents WHERE collection = %s", ("x",))
+            count = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+            assert count is not None
+            assert (count[0] > 0) is prepared
+    finally:
+        db.close()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -78,6 +78,9 @@ class Database:
     url: str
     pool: ConnectionPool
     pgvector_version: str
+    # Set in every scoped transaction rather than on the session: a pooled connection keeps
+    # no state of its own, so a transaction-pooling proxy (RDS Proxy) need not pin it.
+    search_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def iterative_scan(self) -> bool:
@@ -89,22 +92,27 @@ class Database:
     @contextmanager
     def scoped(self, collection: str) -> Iterator[psycopg.Connection]:
         """A pooled connection in a transaction that sees only `collection`'s rows."""
-        with self.pool.connection() as conn, collection_scope(conn, collection):
+        with (
+            self.pool.connection() as conn,
+            collection_scope(conn, collection, self.search_settings),
+        ):
             yield conn
 
 
 @contextmanager
-def collection_scope(conn: psycopg.Connection, collection: str) -> Iterator[psycopg.Connection]:
+def collection_scope(
+    conn: psycopg.Connection, collection: str, extra: Mapping[str, str] | None = None
+) -> Iterator[psycopg.Connection]:
     """A transaction as the API's role, limited to `collection` by row-level security.
 
-    Both settings are local to the transaction, so the pooled connection goes back to the
-    pool with the login's own role; an empty collection matches no row at all.
+    Every setting (and `extra`, such as the HNSW search settings) is local to the
+    transaction, so the pooled connection goes back to the pool with the login's own role;
+    an empty collection matches no row at all.
     """
+    local = {"role": APP_ROLE, COLLECTION_SETTING: collection, **(extra or {})}
+    calls = ", ".join(["set_config(%s, %s, true)"] * len(local))
     with conn.transaction():
-        conn.execute(
-            "SELECT set_config('role', %s, true), set_config(%s, %s, true)",
-            (APP_ROLE, COLLECTION_SETTING, collection),
-        )
+        conn.execute(f"SELECT {calls}", [item for pair in local.items() for item in pair])
         yield conn
 
 
@@ -156,16 +164,16 @@ def connect(settings: Settings) -> Database:
         raise DatabaseSetupError(f"cannot connect to the database: {exc}") from exc
     for migration in applied:
         log.info("applied migration %04d_%s", migration.version, migration.name)
-    iterative = version_tuple(version) >= ITERATIVE_SCAN_PGVECTOR
-    ef_search = settings.ef_search
+    search_settings = {"hnsw.ef_search": str(settings.ef_search)}
+    if version_tuple(version) >= ITERATIVE_SCAN_PGVECTOR:
+        # Filters apply after the HNSW scan; without iterative scans a selective
+        # filter silently returns fewer rows than asked for.
+        search_settings["hnsw.iterative_scan"] = "relaxed_order"
+    prepare_threshold = settings.db_prepare_threshold or None
 
     def configure(conn: psycopg.Connection) -> None:
         register_vector(conn)
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(ef_search),))
-        if iterative:
-            # Filters apply after the HNSW scan; without iterative scans a selective
-            # filter silently returns fewer rows than asked for.
-            conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        conn.prepare_threshold = prepare_threshold
 
     pool = ConnectionPool(
         url,
@@ -178,4 +186,4 @@ def connect(settings: Settings) -> Database:
         open=True,
         name="ragops",
     )
-    return Database(url=url, pool=pool, pgvector_version=version)
+    return Database(url=url, pool=pool, pgvector_version=version, search_settings=search_settings)
