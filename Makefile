@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL_DIR ?= $(or $(RAGOPS_MODEL_DIR),.ragops/models)
 STAMP := $(VENV)/.installed
 
-.PHONY: install models run test test-unit lint eval bench clean
+.PHONY: install models run test test-unit lint eval bench bench-core bench-scale bench-hostile clean
 
 install: $(STAMP) models
 
@@ -53,10 +53,21 @@ validate-template: $(STAMP)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint -t template.yaml
 	$(BIN)/python infra/validate_template.py
 
-bench: install
+# Each script writes a page under docs/ and its raw figures under bench/results/.
+# `make bench` takes about an hour on 2 cores, most of it the 1M-vector HNSW build.
+bench: bench-core bench-scale bench-hostile
+
+bench-core: install
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/run.py
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/serverless.py
 	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/answers.py
+
+bench-scale: install
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/load.py
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/hnsw.py
+
+bench-hostile: install
+	RAGOPS_MODEL_DIR=$(MODEL_DIR) $(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) .ragops .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""The three measurements, each ragops figure next to a baseline measured the same way.
+"""The three measurements, each ragops figure next to a baseline measured the same way,
+and the retrieval quality the int8 embedder keeps against fp32.
 
 Every measurement runs in a process of its own, and every ingest run writes into a
 database created for it, so no run inherits another's warm models, pool or tables.
@@ -31,9 +32,18 @@ from sample_store import say
 from search_store import StoredCorpus, fill_store, read_corpus
 from worker import BASELINE_SYSTEM, run_in_fresh_process
 
+REPO = Path(__file__).resolve().parents[1]
 INGEST_SYSTEMS = ("ragops-int8", "ragops-fp32", BASELINE_SYSTEM)
-INGEST_TARGET = 2.0  # ragops chunks/s at least this many times the baseline's
+# ragops' default (int8) chunks/s at least this many times the baseline's; fp32 is shown
+# for reference only. An earlier issue set the floor at 2x.
+INGEST_TARGET_SYSTEM = "ragops-int8"
+INGEST_TARGET = 2.5
+INGEST_EARLIER_TARGET = 2.0
 COLD_START_TARGET = 0.2  # ragops time to first answer at most this share of the baseline's
+# The project's evaluation set: int8's nDCG@10 within this of fp32's, in the default mode.
+EVAL_DATASET = REPO / "eval" / "ragops-docs"
+EVAL_SYSTEMS = ("ragops-int8", "ragops-fp32")
+NDCG_TOLERANCE = 0.01
 SEARCH_DATABASE = "bench_search"
 Say = Callable[[str], None]
 RunTask = Callable[[dict[str, Any]], dict[str, Any]]
@@ -47,10 +57,13 @@ class Plan:
     queries: int
     warmup_queries: int = 3
     cold_start_warmup: bool = True
+    eval_queries: int | None = None  # the first N judged queries of the set; None: all
 
 
-FULL = Plan(runs=3, corpus_chunks=1200, search_chunks=10_000, queries=50)
-QUICK = Plan(runs=1, corpus_chunks=200, search_chunks=1_000, queries=10, warmup_queries=2)
+FULL = Plan(runs=3, corpus_chunks=5_000, search_chunks=10_000, queries=50)
+QUICK = Plan(
+    runs=1, corpus_chunks=200, search_chunks=1_000, queries=10, warmup_queries=2, eval_queries=10
+)
 
 
 def run_benchmark(
@@ -67,10 +80,12 @@ def run_benchmark(
     """
     load_at_start = os.getloadavg()[0]
     say(f"building a corpus of at least {plan.corpus_chunks} chunks from installed packages")
-    corpus = build_corpus(workdir / "corpus", plan.corpus_chunks, model_dir)
-    say(f"corpus: {corpus.files} files, {corpus.megabytes:.2f} MB, {corpus.chunks} chunks")
+    corpus = build_corpus(workdir / "corpus", plan.corpus_chunks, model_dir, mixed=True)
+    mix = ", ".join(f"{count.files} .{suffix}" for suffix, count in corpus.formats.items())
+    say(f"corpus: {corpus.files} files ({mix}), {corpus.megabytes:.2f} MB, {corpus.chunks} chunks")
 
     ingest, stored = measure_ingest(plan, corpus, server_url, model_dir, say, run_task)
+    evaluation = measure_eval(plan, server_url, model_dir, say, run_task)
     search_url = create_database(server_url, SEARCH_DATABASE)
     try:
         say(f"writing a {plan.search_chunks}-chunk store for search (copies of the corpus)")
@@ -90,6 +105,7 @@ def run_benchmark(
         "machine": machine,
         "corpus": corpus.to_json(),
         "ingest": ingest,
+        "eval": evaluation,
         "cold_start": cold_start,
         "search": search,
     }
@@ -98,7 +114,8 @@ def run_benchmark(
 def measure_ingest(
     plan: Plan, corpus: CorpusInfo, server_url: str, model_dir: Path, say: Say, run_task: RunTask
 ) -> tuple[dict[str, Any], StoredCorpus]:
-    """Chunks/s from the first file read to the last commit, each run into a new database."""
+    """Chunks/s and MB/s from the first file read to the last commit, each run into a new
+    database."""
     runs: dict[str, list[dict[str, Any]]] = {system: [] for system in INGEST_SYSTEMS}
     stored: StoredCorpus | None = None
     for run in range(plan.runs):
@@ -115,7 +132,10 @@ def measure_ingest(
                     "model_dir": str(model_dir),
                 }
             )
-            say(f"  {result['chunks']} chunks in {result['seconds']:.1f} s")
+            say(
+                f"  {result['chunks']} chunks, {result['bytes'] / 1e6:.2f} MB in "
+                f"{result['seconds']:.1f} s"
+            )
             if result["chunks"] != corpus.chunks:
                 raise RuntimeError(
                     f"{system} stored {result['chunks']} chunks, the corpus has {corpus.chunks}: "
@@ -129,6 +149,7 @@ def measure_ingest(
     systems = {
         system: {
             "chunks_per_s": _median(r["chunks_per_s"] for r in results),
+            "megabytes_per_s": _median(r["megabytes_per_s"] for r in results),
             "peak_rss_mb": _median(r["peak_rss_mb"] for r in results),
             "runs": results,
         }
@@ -141,11 +162,55 @@ def measure_ingest(
         "systems": systems,
         "ratios": ratios,
         "target": {
+            "system": INGEST_TARGET_SYSTEM,
             "min_ratio": INGEST_TARGET,
-            "met": {system: ratio >= INGEST_TARGET for system, ratio in ratios.items()},
+            "met": ratios[INGEST_TARGET_SYSTEM] >= INGEST_TARGET,
+            "earlier_min_ratio": INGEST_EARLIER_TARGET,
         },
     }
     return section, stored
+
+
+def measure_eval(
+    plan: Plan, server_url: str, model_dir: Path, say: Say, run_task: RunTask
+) -> dict[str, Any]:
+    """`ragops eval`'s nDCG@10 on the project's set with each embedder, each in a new store
+    (a store holds one embedder's vectors)."""
+    systems: dict[str, dict[str, Any]] = {}
+    for system in EVAL_SYSTEMS:
+        name = f"bench_eval_{system.replace('-', '_')}"
+        url = create_database(server_url, name)
+        say(f"evaluating retrieval on {EVAL_DATASET.relative_to(REPO)} with {system}")
+        try:
+            result = run_task(
+                {
+                    "kind": "eval",
+                    "system": system,
+                    "database_url": url,
+                    "model_dir": str(model_dir),
+                    "dataset": str(EVAL_DATASET),
+                    "queries": plan.eval_queries,
+                }
+            )
+        finally:
+            drop_database(server_url, name)
+        say(f"  nDCG@10 {result['ndcg@10']:.4f} over {result['queries']} queries")
+        systems[system] = {
+            "ndcg@10": result["ndcg@10"],
+            "ndcg@10_by_mode": {mode: v["ndcg@10"] for mode, v in result["modes"].items()},
+            "embedder": result["settings"]["embedder"],
+            "chunks": result["chunks"],
+            "peak_rss_mb": result["peak_rss_mb"],
+        }
+    difference = round(systems["ragops-int8"]["ndcg@10"] - systems["ragops-fp32"]["ndcg@10"], 4)
+    return {
+        "dataset": str(EVAL_DATASET.relative_to(REPO)),
+        "mode": result["mode"],
+        "queries": result["queries"],
+        "systems": systems,
+        "difference": difference,
+        "target": {"max_difference": NDCG_TOLERANCE, "met": abs(difference) <= NDCG_TOLERANCE},
+    }
 
 
 def measure_cold_start(

@@ -2,6 +2,7 @@
 
 Prints progress to stderr and the table to stdout, writes the Markdown page and the raw
 JSON. Exits non-zero only when the benchmark itself fails; a missed target is reported.
+`--from-results` writes the page from saved figures instead, measuring nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from benchmark import FULL, QUICK, run_benchmark
 from ragops.errors import RagopsError
 from ragops.models.manifest import read_manifest
-from report import summary, write_report
+from report import add_from_results_option, markdown_page, render_saved, summary, write_report
 from sample_store import embedded_server, model_dir_from_env, say
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,10 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run: 1 run, a small corpus and store; writes bench/results/quick.md",
+        help="a smoke run: 1 run, a small corpus and store; writes bench/results/quick.md "
+        "and quick.json",
     )
     parser.add_argument("--markdown", type=Path, default=None, help="where the page goes")
     parser.add_argument("--json", type=Path, default=None, help="where the raw figures go")
+    add_from_results_option(parser, RESULTS / "latest.json")
     return parser
 
 
@@ -43,10 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("bench: --runs must be at least 1", file=sys.stderr)
             return 2
         plan = replace(plan, runs=args.runs)
-    # A quick run must not overwrite the committed figures of a full one.
+    # A quick run must not overwrite the figures of a full one.
     default_page = RESULTS / "quick.md" if args.quick else REPO / "docs" / "benchmarks.md"
     markdown = args.markdown or default_page
-    raw = args.json or RESULTS / "latest.json"
+    if args.from_results:
+        return render_saved(args.from_results, markdown_page, markdown)
+    raw = args.json or RESULTS / ("quick.json" if args.quick else "latest.json")
     model_dir = model_dir_from_env()
     try:
         read_manifest(model_dir)

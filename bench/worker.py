@@ -3,6 +3,8 @@
 `python bench/worker.py '<task as JSON>'` runs the task and prints its result as one JSON
 line. Systems: `ragops` or `ragops-int8`, and `ragops-fp32` (ragops' Service with that
 embedder) and `torch` (the same ragops pipeline with sentence-transformers on torch embedding).
+Tasks: `ingest` (a corpus folder), `search` (queries on a store) and `eval` (`ragops eval`'s
+retrieval evaluation of a BEIR-layout dataset; ragops systems only).
 """
 
 from __future__ import annotations
@@ -101,11 +103,14 @@ def ingest(task: dict[str, Any]) -> dict[str, Any]:
         first = failed[0]
         raise WorkerError(f"{len(failed)} files not ingested, e.g. {first.source}: {first.error}")
     chunks = sum(o.chunks for o in outcomes)
+    size = sum(file.stat().st_size for file in files)
     return {
         "files": len(outcomes),
         "chunks": chunks,
+        "bytes": size,
         "seconds": round(seconds, 3),
         "chunks_per_s": round(chunks / seconds, 2),
+        "megabytes_per_s": round(size / 1e6 / seconds, 4),
     }
 
 
@@ -139,7 +144,24 @@ def search(task: dict[str, Any]) -> dict[str, Any]:
     return {"configs": configs}
 
 
-TASKS = {"ingest": ingest, "search": search}
+def evaluate(task: dict[str, Any]) -> dict[str, Any]:
+    """`ragops eval --dataset DIR --json` on the task's store: ingest, then every judged query
+    (the first `queries` of them when given) in every search mode."""
+    from ragops.evaluation.dataset import DatasetPaths, load_dataset
+    from ragops.evaluation.run import evaluate_retrieval
+    from ragops.service import Service
+
+    dataset = load_dataset(DatasetPaths.in_folder(Path(task["dataset"])))
+    if task.get("queries"):
+        dataset.qrels = dict(list(dataset.qrels.items())[: task["queries"]])
+    service = Service(_settings(task))
+    try:
+        return evaluate_retrieval(service, dataset)
+    finally:
+        service.close()
+
+
+TASKS = {"ingest": ingest, "search": search, "eval": evaluate}
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:

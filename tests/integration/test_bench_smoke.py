@@ -36,6 +36,7 @@ def test_quick_benchmark_reports_every_figure(
         queries=2,
         warmup_queries=1,
         cold_start_warmup=False,
+        eval_queries=2,
     )
     # Ingest and search run in this process: one torch import instead of one per task.
     report = bench.run_benchmark(
@@ -48,7 +49,11 @@ def test_quick_benchmark_reports_every_figure(
         assert _positive(ingest["systems"][system]["chunks_per_s"])
         assert _positive(ingest["systems"][system]["peak_rss_mb"])
     assert all(_positive(r) for r in ingest["ratios"].values())
-    assert set(ingest["target"]["met"]) == {"ragops-int8", "ragops-fp32"}
+    target = ingest["target"]
+    assert target["system"] == "ragops-int8"
+    assert target["met"] is (ingest["ratios"]["ragops-int8"] >= target["min_ratio"])
+    for system in ("ragops-int8", "ragops-fp32", "torch"):
+        assert _positive(ingest["systems"][system]["megabytes_per_s"])
 
     cold = report["cold_start"]
     for system in ("ragops", "ragops-no-rerank", "torch"):
@@ -64,6 +69,13 @@ def test_quick_benchmark_reports_every_figure(
         assert _positive(figures["p50_ms"])
         assert figures["p95_ms"] >= figures["p50_ms"]
     assert all(_positive(r) for ratios in search["ratios"].values() for r in ratios.values())
+
+    evaluation = report["eval"]
+    assert evaluation["queries"] == 2
+    for system in ("ragops-int8", "ragops-fp32"):
+        assert 0 < evaluation["systems"][system]["ndcg@10"] <= 1
+        assert _positive(evaluation["systems"][system]["chunks"])
+    assert isinstance(evaluation["target"]["met"], bool)
 
     table = summary(report)
     assert "| Ingest, int8 embedder" in table
