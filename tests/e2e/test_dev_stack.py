@@ -101,3 +101,33 @@ def test_dev_stack_ingests_dropped_files_answers_and_keeps_them(
     assert (saved / "field notes" / "kestrel.md").is_file()
     assert not (saved / "dropped.md").exists()
     assert len(list((saved / "samples").iterdir())) == samples
+
+
+def test_sigterm_stops_the_dev_stack_and_its_embedded_database(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """`docker stop`, systemd and `timeout` stop a process with SIGTERM, not Ctrl-C."""
+    env = {
+        **os.environ,
+        "RAGOPS_MODEL_DIR": str(model_dir),
+        "RAGOPS_DATA_DIR": str(tmp_path / "data"),
+    }
+    env.pop("RAGOPS_DATABASE_URL", None)
+    api_port, s3_port = _free_port(), _free_port()
+    command = [*RAGOPS, "dev", "--port", str(api_port), "--s3-port", str(s3_port), "--no-inbox"]
+    dev = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{api_port}/health").status_code == 200,
+            90,
+            "the API",
+        )
+        postmaster = tmp_path / "data" / "pgdata" / "postmaster.pid"
+        assert postmaster.is_file()
+        server_pid = int(postmaster.read_text().splitlines()[0])
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        output, _ = dev.communicate(timeout=60)
+    assert dev.returncode == 0, output
+    assert not postmaster.exists()
+    _wait_for(lambda: not Path(f"/proc/{server_pid}").exists(), 10, "the postmaster to exit")

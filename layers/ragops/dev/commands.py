@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -38,9 +39,21 @@ def add_commands(commands: Any) -> None:
     worker.set_defaults(run=_worker)
 
 
+def _stop_on_sigterm() -> None:
+    """`docker stop`, systemd and `timeout` send SIGTERM: stop as on Ctrl-C, so the embedded
+    PostgreSQL and the other servers are shut down rather than left running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from ragops.dev.stack import DevOptions, run_dev
 
+    _stop_on_sigterm()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     options = DevOptions(
         host=args.host,
@@ -89,6 +102,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigurationError("set RAGOPS_INGEST_QUEUE_URL to the ingest queue's URL")
     sqs = boto3.client("sqs", endpoint_url=settings.sqs_endpoint_url or None)
     print(f"polling {settings.ingest_queue_url}", flush=True)
+    _stop_on_sigterm()
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(sqs, settings.ingest_queue_url, threading.Event())
     return 0
