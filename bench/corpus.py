@@ -95,7 +95,7 @@ def build_corpus(
     """
     site_packages = site_packages or Path(sysconfig.get_paths()["purelib"])
     folder.mkdir(parents=True, exist_ok=True)
-    chunk_document = _chunker(model_dir)
+    chunk_document = chunker(model_dir)
     renderings: tuple[Rendering, ...] = (_as_found, _as_html, _as_pdf) if mixed else (_as_found,)
     formats: dict[str, FormatCount] = {}
     written: set[str] = set()
@@ -136,7 +136,8 @@ def build_corpus(
     )
 
 
-def _chunker(model_dir: Path) -> Callable[[bytes, str], list[Chunk]]:
+def chunker(model_dir: Path) -> Callable[[bytes, str], list[Chunk]]:
+    """ragops' own parse and chunk, with the default chunking settings."""
     manifest = read_manifest(model_dir)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     counter = WordPieceCounter(load_tokenizer(model_dir, manifest.embedder.tokenizer))

@@ -35,10 +35,10 @@ import numpy.typing as npt
 import psycopg
 from pgvector.psycopg import register_vector
 
+from benchmark import EVAL_DATASET
 from charts import Series, xychart
-from corpus import build_corpus
-from ragops.ingest.chunk import ChunkingPolicy, WordPieceCounter, chunk_sections
-from ragops.ingest.parse import parse_document
+from corpus import build_corpus, chunker
+from ragops.evaluation.dataset import DatasetPaths, load_dataset
 from ragops.models import Models
 from report import add_from_results_option, render_saved
 from sample_store import (
@@ -126,17 +126,15 @@ def real_vectors(model_dir: Path, workdir: Path, count: int) -> tuple[Vectors, V
     """ragops' int8 vectors of `count` real chunks, and of the evaluation questions."""
     models = Models(model_dir, "int8")
     corpus = build_corpus(workdir / "corpus", count, model_dir)
-    policy = ChunkingPolicy(128, 24, models.manifest.embedder.max_seq_length)
-    counter = WordPieceCounter(models.embedder.tokenizer)
+    chunk = chunker(model_dir)
     texts: list[str] = []
     for path in sorted(corpus.folder.rglob("*")):
         if path.is_file():
-            parsed = parse_document(path.read_bytes(), path.name)
-            texts += [c.embedding_text for c in chunk_sections(parsed.sections, counter, policy)]
+            texts += [c.embedding_text for c in chunk(path.read_bytes(), path.name)]
     say(f"embedding {len(texts)} real chunks")
     chunks = models.embedder.embed(texts)
-    lines = (REPO / "eval" / "ragops-docs" / "queries.jsonl").read_text().splitlines()
-    questions = models.embedder.embed([json.loads(line)["text"] for line in lines])
+    queries = load_dataset(DatasetPaths.in_folder(EVAL_DATASET)).queries.values()
+    questions = models.embedder.embed([query.text for query in queries])
     return chunks, questions
 
 

@@ -195,18 +195,6 @@ class Saved:
     written: bool
 
 
-def _stored_ready(
-    conn: psycopg.Connection, version: DocumentVersion, embedding_model: str
-) -> uuid.UUID | None:
-    row = conn.execute(
-        """SELECT id FROM documents
-           WHERE collection = %s AND source = %s AND status = 'ready'
-             AND sha256 = %s AND embedding_model = %s""",
-        (version.collection, version.source, version.sha256, embedding_model),
-    ).fetchone()
-    return uuid.UUID(str(row[0])) if row else None
-
-
 def save_ready(
     conn: psycopg.Connection,
     version: DocumentVersion,
@@ -217,12 +205,17 @@ def save_ready(
     """Replace the document's chunks with these, atomically: readers see old or new, never half."""
     with conn.transaction():
         _lock_version(conn, version)
-        stored = _stored_ready(conn, version, embedding_model)
-        if stored is not None:
+        stored = find_document(conn, version.collection, version.source)
+        if (
+            stored is not None
+            and stored.status == "ready"
+            and stored.sha256 == version.sha256
+            and stored.embedding_model == embedding_model
+        ):
             # Concurrent deliveries of one object all embed it; the first to get the lock
             # writes, the others find their content there and keep its chunks.
-            touch_unchanged(conn, stored, version)
-            return Saved(stored, written=False)
+            touch_unchanged(conn, stored.id, version)
+            return Saved(stored.id, written=False)
         document_id = _upsert(conn, version, "ready", None, embedding_model, len(chunks))
         conn.execute("DELETE FROM chunks WHERE document_id = %s", (document_id,))
         with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:

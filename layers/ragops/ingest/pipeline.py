@@ -121,15 +121,18 @@ class Ingestor:
     def _embedded_documents(
         self, paths: Iterable[Path], collection: str
     ) -> Iterator[IngestOutcome | Embedded[_Prepared]]:
-        stream: EmbeddingStream[_Prepared] = EmbeddingStream(
-            self.models.embedder, EMBED_GROUP_CHUNKS, self.settings.embed_batch_size
-        )
+        stream = self._embedding_stream()
         for prepared in self._prepared_ahead(paths, collection):
             if isinstance(prepared, IngestOutcome):
                 yield prepared
                 continue
             yield from self._embed_failures(stream.add(prepared, prepared.chunks))
         yield from self._embed_failures(stream.finish())
+
+    def _embedding_stream(self) -> EmbeddingStream[_Prepared]:
+        return EmbeddingStream(
+            self.models.embedder, EMBED_GROUP_CHUNKS, self.settings.embed_batch_size
+        )
 
     def _embed_failures(
         self, released: Iterable[Embedded[_Prepared] | EmbedFailed[_Prepared]]
@@ -172,9 +175,7 @@ class Ingestor:
         prepared = self._prepare_bytes(data, version, name, existing, started)
         if isinstance(prepared, IngestOutcome):
             return prepared
-        stream: EmbeddingStream[_Prepared] = EmbeddingStream(
-            self.models.embedder, EMBED_GROUP_CHUNKS, self.settings.embed_batch_size
-        )
+        stream = self._embedding_stream()
         released = [*stream.add(prepared, prepared.chunks), *stream.finish()]
         (item,) = self._embed_failures(released)
         if isinstance(item, IngestOutcome):
