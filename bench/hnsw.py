@@ -23,7 +23,6 @@ The index is built as ragops builds it (m = 16, ef_construction = 64, cosine).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ from charts import Series, xychart
 from corpus import build_corpus, chunker
 from ragops.evaluation.dataset import DatasetPaths, load_dataset
 from ragops.models import Models
-from report import add_from_results_option, render_saved
+from report import add_from_results_option, render_saved, write_report
 from sample_store import (
     REPO,
     bench_arguments,
@@ -49,6 +48,7 @@ from sample_store import (
     model_dir_from_env,
     page_path,
     percentile,
+    results_path,
     runs_asked,
     say,
 )
@@ -113,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure_size(conn, model, queries, size, runs, rng)
                 report["sizes"].append({"distribution": name, **row})
     page = page_path(args, "hnsw")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(report))
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    results = "hnsw-quick.json" if args.quick else "hnsw.json"  # quick runs keep full figures
-    (REPO / "bench" / "results" / results).write_text(json.dumps(report, indent=2))
+    write_report(report, page, results_path(args, "hnsw"), render)
     say(f"wrote {page}")
     return 0
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmark import describe_machine
 from ragops.settings import Settings
+from report import write_report
 from sample_store import (
     REPO,
     bench_arguments,
@@ -30,6 +31,7 @@ from sample_store import (
     markdown_table,
     model_dir_from_env,
     page_path,
+    results_path,
     runs_asked,
     say,
 )
@@ -151,14 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "baseline": summarize_baseline(good, baselines),
         "inputs": [summarize_input(item, measured[item["name"]], baselines) for item in inputs],
     }
-    page = page_path(args, "hostile")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(report))
-    results = REPO / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    # A quick pass keeps its figures apart from those the page in docs/ was written from.
-    raw = results / ("hostile-quick.json" if args.quick else "hostile.json")
-    raw.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    page, raw = page_path(args, "hostile"), results_path(args, "hostile")
+    write_report(report, page, raw, render)
     print(table(report))
     say(f"wrote {page} and {raw}")
     return 0

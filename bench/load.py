@@ -10,7 +10,6 @@ counted: under load the service must hold, not shed requests.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import statistics
@@ -31,7 +30,7 @@ from ragops.access import keys
 from ragops.ingest.pipeline import discover_files
 from ragops.service import Service
 from ragops.settings import Settings
-from report import add_from_results_option, render_saved
+from report import add_from_results_option, render_saved, write_report
 from sample_store import (
     REPO,
     bench_arguments,
@@ -40,6 +39,7 @@ from sample_store import (
     model_dir_from_env,
     page_path,
     percentile,
+    results_path,
     runs_asked,
     say,
 )
@@ -88,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         report["sizes"].append(measure_size(url, model_dir, chunks, requests, runs))
         drop_database(server_url, f"load_{size}")
     page = page_path(args, "load")
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(report))
-    (REPO / "bench" / "results").mkdir(exist_ok=True)
-    results = "load-quick.json" if args.quick else "load.json"  # quick runs keep full figures
-    (REPO / "bench" / "results" / results).write_text(json.dumps(report, indent=2))
+    write_report(report, page, results_path(args, "load"), render)
     say(f"wrote {page}")
     return 0
 

@@ -338,11 +338,17 @@ def _eval_method(evaluation: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def write_report(report: dict[str, Any], markdown: Path, raw: Path) -> None:
+def write_report(
+    report: dict[str, Any],
+    markdown: Path,
+    raw: Path,
+    render: Callable[[dict[str, Any]], str] = markdown_page,
+) -> None:
+    """The page, rendered from `report`, and the raw figures it was rendered from."""
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(markdown_page(report))
+    markdown.write_text(render(report))
     raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(json.dumps(report, indent=2) + "\n")
+    raw.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def add_from_results_option(parser: argparse.ArgumentParser, saved: Path) -> None:

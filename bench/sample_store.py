@@ -68,6 +68,11 @@ def page_path(args: argparse.Namespace, name: str) -> Path:
     return REPO / "docs" / f"benchmarks-{name}.md"
 
 
+def results_path(args: argparse.Namespace, name: str) -> Path:
+    """bench/results/NAME.json; a quick run keeps its figures apart from the full run's."""
+    return REPO / "bench" / "results" / (f"{name}-quick.json" if args.quick else f"{name}.json")
+
+
 def model_dir_from_env() -> Path:
     return Path(os.environ.get("RAGOPS_MODEL_DIR") or REPO / ".ragops" / "models")
 
