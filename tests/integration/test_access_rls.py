@@ -75,6 +75,49 @@ def test_an_absent_or_forged_collection_setting_sees_nothing(
         assert counted.fetchone() == (0,)
 
 
+LEXICAL_MATCHES = """
+SELECT m.collection, m.hits FROM ragops_lexical_matches(
+    to_tsquery('english', 'secret | alpha | beta'),
+    ARRAY[to_tsquery('english', 'secret'), to_tsquery('english', 'alpha'),
+          to_tsquery('english', 'beta')]) AS m"""
+
+
+def test_full_text_matches_stop_at_the_collection_as_the_policy_does(
+    conn: psycopg.Connection,
+) -> None:
+    """The function reads past row-level security (to use the GIN index) and applies the
+    policy's condition itself: the text of both collections matches, one is returned."""
+    for collection in COLLECTIONS:
+        with collection_scope(conn, collection):
+            assert conn.execute(LEXICAL_MATCHES).fetchall() == [(collection, 2)]
+    # The owner's own view, outside any scope, is not widened by it either.
+    assert conn.execute(LEXICAL_MATCHES).fetchall() == []
+
+
+@pytest.mark.parametrize("setting", [None, *FORGED])
+def test_full_text_matches_follow_an_absent_or_forged_setting_to_nothing(
+    conn: psycopg.Connection, setting: str | None
+) -> None:
+    with conn.transaction():
+        _as_app(conn, setting)
+        assert conn.execute(LEXICAL_MATCHES).fetchall() == []
+
+
+def test_full_text_matches_are_for_the_app_role_only(conn: psycopg.Connection) -> None:
+    role = f"t_{uuid.uuid4().hex[:12]}"
+    conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        denied = pytest.raises(
+            psycopg.errors.InsufficientPrivilege, match="function ragops_lexical_matches"
+        )
+        with denied, conn.transaction():
+            conn.execute("SELECT set_config('role', %s, true)", (role,))
+            conn.execute("SELECT set_config('ragops.collection', 'alpha', true)")
+            conn.execute(LEXICAL_MATCHES)
+    finally:
+        conn.execute(f'DROP ROLE "{role}"')
+
+
 def test_ids_of_another_collection_find_nothing_and_delete_nothing(
     conn: psycopg.Connection,
 ) -> None:

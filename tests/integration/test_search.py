@@ -278,6 +278,41 @@ def test_lexical_negation_requires_every_other_term(corpus: Corpus, negation: st
     assert ids(results) == [both]
 
 
+# Every match ranked, as the lexical leg would rank them without counting tiers first.
+RANK_EVERY_MATCH = """
+SELECT c.id, (SELECT count(*) FROM unnest(t.parts) AS part WHERE c.tsv @@ part)
+             + ts_rank_cd(c.tsv, t.query, 1 | 32) AS score
+FROM chunks c,
+     (SELECT replace(q::text, ' & ', ' | ')::tsquery AS query,
+             string_to_array(replace(q::text, ' | ', ' & '), ' & ')::tsquery[] AS parts
+      FROM websearch_to_tsquery('english', %s) AS q) AS t
+WHERE c.tsv @@ t.query AND c.collection = 'default'
+ORDER BY score DESC, c.id"""
+
+
+@pytest.mark.parametrize("candidates", [1, 2, 3])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "payment timeout refunds invoice charge",
+        "payment card charge timeout retries order",
+        "every day, hour, minute and month",
+    ],
+)
+def test_lexical_leg_ranks_only_the_best_tiers_yet_orders_as_ranking_every_match(
+    corpus: Corpus, question: str, candidates: int
+) -> None:
+    with corpus.service.db.pool.connection() as conn:
+        every = conn.execute(RANK_EVERY_MATCH, (question,)).fetchall()
+    # Scores are matched terms + cover density in [0, 1): the integer part is the tier.
+    floor = int(every[candidates - 1][1]) if len(every) >= candidates else 0
+    assert any(int(score) < floor for _, score in every), "some matches must go unranked"
+    searcher = corpus.searcher(candidates=candidates)
+    request = searcher.request(question, top_k=candidates, mode="lexical", rerank=False)
+    results = searcher.search(request).results
+    assert [(r.chunk_id, pytest.approx(r.score)) for r in results] == every[:candidates]
+
+
 # --- fusion and reranking ----------------------------------------------------------------
 
 
