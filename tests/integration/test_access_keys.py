@@ -112,6 +112,31 @@ def test_with_no_cache_a_revocation_takes_effect_at_once(db: Database, settings:
         authenticator.authenticate(db, config, headers)
 
 
+def test_counting_a_request_does_not_wait_for_the_wal_flush(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counter's commit is asynchronous; the count itself is still shared and enforced."""
+    seen: list[str] = []
+
+    def counting(conn: psycopg.Connection, subject: str, per_minute: int) -> None:
+        row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+        assert row is not None
+        seen.append(row[0])
+        enforce_rate_limit(conn, subject, per_minute)
+
+    monkeypatch.setattr("ragops.access.auth.enforce_rate_limit", counting)
+    config = _authenticator_settings(settings, rate_limit_per_minute=1, auth_cache_seconds=0)
+    with db.pool.connection() as conn:
+        _, secret = keys.create_key(conn, "handbook")
+    headers = {"x-api-key": secret}
+    Authenticator().authenticate(db, config, headers)
+    with pytest.raises(RateLimitedError):
+        Authenticator().authenticate(db, config, headers)
+    assert seen == ["off", "off"]
+    with db.pool.connection() as conn:
+        assert conn.execute("SELECT current_setting('synchronous_commit')").fetchone() == ("on",)
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
