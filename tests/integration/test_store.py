@@ -352,17 +352,20 @@ def test_pooled_connections_keep_no_session_state_and_scopes_set_the_search_sett
     changed; the HNSW settings are set per scoped transaction instead."""
     sql_settings = (
         "SELECT current_setting('hnsw.ef_search', true), "
-        "current_setting('hnsw.iterative_scan', true), current_user"
+        "current_setting('hnsw.iterative_scan', true), current_setting('plan_cache_mode'), "
+        "current_user"
     )
     db = connect(settings.model_copy(update={"ef_search": 123}))
     try:
         with db.scoped("default") as conn:
-            assert conn.execute(sql_settings).fetchone() == ("123", "relaxed_order", "ragops_app")
+            scoped = conn.execute(sql_settings).fetchone()
+            assert scoped == ("123", "relaxed_order", "force_custom_plan", "ragops_app")
         for _ in range(2):  # the connection the scope used, and any other
             with db.pool.connection() as conn:
-                ef_search, iterative, user = conn.execute(sql_settings).fetchone() or ()
+                ef_search, iterative, plans, user = conn.execute(sql_settings).fetchone() or ()
                 assert ef_search != "123"
                 assert iterative != "relaxed_order"
+                assert plans == "auto"
                 assert user != "ragops_app"
     finally:
         db.close()
