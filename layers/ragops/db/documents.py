@@ -69,6 +69,10 @@ class DocumentRow:
     updated_at: datetime
     ingested_at: datetime | None
 
+    def is_ready_with(self, embedding_model: str) -> bool:
+        """Searchable, with vectors of `embedding_model`: nothing to re-embed."""
+        return self.status == "ready" and self.embedding_model == embedding_model
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self.__dict__.items():
@@ -208,9 +212,8 @@ def save_ready(
         stored = find_document(conn, version.collection, version.source)
         if (
             stored is not None
-            and stored.status == "ready"
+            and stored.is_ready_with(embedding_model)
             and stored.sha256 == version.sha256
-            and stored.embedding_model == embedding_model
         ):
             # Concurrent deliveries of one object all embed it; the first to get the lock
             # writes, the others find their content there and keep its chunks.

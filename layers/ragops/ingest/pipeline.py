@@ -292,11 +292,7 @@ class Ingestor:
 
     def is_current(self, existing: DocumentRow | None) -> TypeGuard[DocumentRow]:
         """Whether a stored document is ready and embedded with the configured model."""
-        return (
-            existing is not None
-            and existing.status == "ready"
-            and existing.embedding_model == self.models.embedder_id
-        )
+        return existing is not None and existing.is_ready_with(self.models.embedder_id)
 
     def _unchanged_by_stat(self, existing: DocumentRow | None, version: DocumentVersion) -> bool:
         return self.is_current(existing) and (existing.size_bytes, existing.source_mtime) == (
