@@ -9,13 +9,14 @@ processes on Linux), so interpreter start-up counts.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from child import reported, stderr_tail
 
 QUESTION = "How do I configure a connection pool for PostgreSQL?"
 
@@ -79,9 +80,8 @@ def time_to_answer(code: str, args: list[str], env: dict[str, str], cwd: Path) -
         check=False,
     )
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"cold-start process failed:\n{tail}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"cold-start process failed:\n{stderr_tail(proc.stderr)}")
+    result: dict[str, Any] = reported(proc.stdout)
     if result["results"] < 1:
         raise RuntimeError("cold-start process answered with nothing")
     return {

@@ -9,7 +9,6 @@ memory is reported as growth over the baseline measured in the same run.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import resource
 import statistics
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import describe_machine
+from child import child_environment, reported, stderr_tail
 from ragops.settings import Settings
 from report import write_report
 from sample_store import (
@@ -109,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_at_start = os.getloadavg()[0]
     model_dir = model_dir_from_env()
     workdir, database_url = embedded_server()
-    env = child_environment(database_url, model_dir)
+    # No RAGOPS_* setting of this shell reaches the children: every limit at its default.
+    env = child_environment(
+        RAGOPS_DATABASE_URL=database_url, RAGOPS_MODEL_DIR=str(model_dir.resolve())
+    )
 
     folder = workdir / "inputs"
     folder.mkdir()
@@ -160,14 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def child_environment(database_url: str, model_dir: Path) -> dict[str, str]:
-    """This environment without its RAGOPS_* settings: every limit at its default."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAGOPS_")}
-    env["RAGOPS_DATABASE_URL"] = database_url
-    env["RAGOPS_MODEL_DIR"] = str(model_dir.resolve())
-    return env
-
-
 def build_corpus(folder: Path, cwd: Path) -> list[dict[str, Any]]:
     """Write the hostile files into `folder`; each one's name, size and expected reason."""
     proc = subprocess.run(
@@ -179,8 +174,8 @@ def build_corpus(folder: Path, cwd: Path) -> list[dict[str, Any]]:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"building the hostile corpus failed:\n{_tail(proc.stderr)}")
-    inputs: list[dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"building the hostile corpus failed:\n{stderr_tail(proc.stderr)}")
+    inputs: list[dict[str, Any]] = reported(proc.stdout)
     return inputs
 
 
@@ -209,10 +204,10 @@ def ingest_in_fresh_process(
     if proc.returncode != 0:
         return {
             "outcome": "crashed",
-            "reason": f"exit code {proc.returncode}: {_tail(proc.stderr, 1)}",
+            "reason": f"exit code {proc.returncode}: {stderr_tail(proc.stderr, 1)}",
             "process_s": process_s,
         }
-    child: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    child: dict[str, Any] = reported(proc.stdout)
     outcome = {"failed": "refused"}.get(child["status"], child["status"])
     return {
         "outcome": outcome,
@@ -430,10 +425,6 @@ def _duration(seconds: float | None) -> str:
 
 def _megabytes(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} MB"
-
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from moto.server import ThreadedMotoServer
 
+from child import child_environment, stderr_tail
 from coldstart import time_to_answer
 from corpus import pdf_pages
 from ragops.db.documents import find_document
@@ -175,12 +176,8 @@ def search_event(query: str) -> dict[str, Any]:
 
 def child_env(store: SampleStore, **extra: str) -> dict[str, str]:
     """This environment without its RAGOPS_* and AWS_* settings, pointed at `store`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("RAGOPS_") and not name.startswith("AWS_")
-    }
-    env.update(
+    return child_environment(
+        ("RAGOPS_", "AWS_"),
         RAGOPS_DATABASE_URL=store.database_url,
         RAGOPS_MODEL_DIR=str(store.model_dir),
         # The figure is the search path's; an API key check adds a lookup and an upsert.
@@ -188,9 +185,8 @@ def child_env(store: SampleStore, **extra: str) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         AWS_DEFAULT_REGION=LOCAL_REGION,
+        **extra,
     )
-    env.update(extra)
-    return env
 
 
 def call_handler(code: str, event: dict[str, Any], env: dict[str, str]) -> dict[str, float]:
@@ -388,8 +384,7 @@ def installed_mb(requirements: Sequence[str], target: Path) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"pip install failed:\n{tail}")
+        raise RuntimeError(f"pip install failed:\n{stderr_tail(proc.stderr)}")
     excluded = []
     for entry in sorted(target.iterdir()):
         name = entry.name.lower()

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from child import reported, stderr_tail
+
 WORKER = Path(__file__).resolve()
 BASELINE_SYSTEM = "torch"
 COLLECTION = "default"
@@ -40,9 +42,9 @@ def run_in_fresh_process(task: dict[str, Any], timeout: float = 3600) -> dict[st
         check=False,
     )
     if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        tail = stderr_tail(proc.stderr)
         raise WorkerError(f"{task['kind']} task for {task['system']} failed:\n{tail}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = reported(proc.stdout)
     return result
 
 
