@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(
         default=0, ge=0, description="Model batches run at once, one core each; 0 = all cores."
     )
-    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    # models.embedder.BATCH_SIZE (not imported: that would load numpy and the model code
+    # into every function that reads its settings).
+    embed_batch_size: int = Field(default=4, ge=1, le=1024, description="Texts per embedder run.")
     embedder_source: str | None = Field(
         default=None, description="Build input: package:NAME, a local folder or a hub id."
     )

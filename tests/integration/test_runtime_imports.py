@@ -154,3 +154,30 @@ def test_reranker_prefers_the_relevant_passage(model_dir: Path) -> None:
     assert int(np.argmax(scores)) == 1
     # As probabilities, the model calls the answer relevant and the others not.
     assert [bool(p > 0.5) for p in relevance(scores)] == [False, True, False]
+
+
+def test_a_pairs_rerank_score_does_not_depend_on_the_other_candidates(model_dir: Path) -> None:
+    # int8 activations are scaled per run: pairs sharing a run would move each other's scores.
+    reranker = Models(model_dir, "int8").reranker
+    query = "How are refunds paid?"
+    passages = [TEXTS[1], TEXTS[0], TEXTS[2], TEXTS[3], "Refunds go back to the original card."]
+    together = reranker.score(query, passages)
+    alone = np.array([reranker.score(query, [passage])[0] for passage in passages])
+    assert np.array_equal(together, alone)
+
+
+def test_int8_embedder_graph_fuses_attention_and_keeps_one_product_fp32(model_dir: Path) -> None:
+    import onnx
+
+    from ragops.models.manifest import read_manifest
+
+    manifest = read_manifest(model_dir)
+    graph = onnx.load(str(model_dir / manifest.embedder.variants["int8"].model.path)).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("MultiHeadAttention") == 6  # one per layer of MiniLM-L6
+    # Every weight product is int8 but the first feed-forward output, which int8 hurts most.
+    fp32 = [node.name for node in graph.node if node.op_type == "MatMul"]
+    assert fp32 == ["/0/encoder/layer.0/output/dense/MatMul"]
+    assert ops.count("DynamicQuantizeMatMul") + ops.count("MatMulIntegerToFloat") == 35
+    # The fused layer-norm and Gelu kernels run slower on CPU than the ops they replace.
+    assert not {"SkipLayerNormalization", "BiasGelu", "Attention"} & set(ops)

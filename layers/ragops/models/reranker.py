@@ -20,6 +20,10 @@ from ragops.models.runtime import (
 Scores = npt.NDArray[np.float32]
 
 
+# Pairs per run: one is fastest (see models.runtime), and each pair's score is its own.
+BATCH_SIZE = 1
+
+
 class Reranker:
     """Scores how well each passage answers a query; higher is better."""
 
@@ -36,7 +40,11 @@ class Reranker:
         self._sep_id = self.tokenizer.token_to_id("[SEP]")
 
     def score(
-        self, query: str, passages: Sequence[str], max_tokens: int = 256, batch_size: int = 16
+        self,
+        query: str,
+        passages: Sequence[str],
+        max_tokens: int = 256,
+        batch_size: int = BATCH_SIZE,
     ) -> Scores:
         """Raw logits, one per passage, in input order."""
         out = np.empty(len(passages), dtype=np.float32)

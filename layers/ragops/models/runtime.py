@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 # ONNX Runtime's CPU SkipLayerNormalization kernel runs about 3.5x slower than the Add and
 # LayerNormalization it replaces (measured with onnxruntime 1.31 on [32, 90, 384] inputs):
-# left unfused, the int8 reranker runs about 12% faster. (The int8 embedder keeps the
-# fusion: its vectors move by as much as int8 rounding does, though no closer to fp32.)
+# left unfused, the int8 reranker runs about 12% faster and the int8 embedder about 10%.
 UNFUSED_SKIP_LAYER_NORM = ("SkipLayerNormFusion",)
+# Small runs are fastest for these int8 encoders on CPU: a run's activations stay in the
+# core's own cache (a [32, 128, 1536] float tensor is 25 MB against 1.25 MB of L2 a core).
+# Measured on two cores: the embedder's chunks/s at 4 texts a run is 1.17x that at 32;
+# the reranker scores 24 pairs in 304 ms one pair a run, 554 ms sixteen a run.
 
 T = TypeVar("T")
 R = TypeVar("R")
