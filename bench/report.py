@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from baseline import BATCH_SIZE as BASELINE_BATCH_SIZE
 from benchmark import (
     COLD_START_TARGET,
     INGEST_EARLIER_TARGET,
@@ -193,7 +194,8 @@ def summary(report: dict[str, Any]) -> str:
             f"{corpus['chunks']:,} chunks (avg {corpus['word_pieces_per_chunk']} word pieces) "
             "from installed packages' READMEs and docs.",
             f"Baseline: ragops' own parse, chunk, write and SQL, with {machine['embedder']} "
-            "embedded by sentence-transformers on torch (encode, batch 32).",
+            f"embedded by sentence-transformers on torch (encode, batch {BASELINE_BATCH_SIZE}, "
+            "its fastest here).",
             _targets(report),
             "",
             markdown_table(rows),
@@ -288,7 +290,8 @@ def markdown_page(report: dict[str, Any]) -> str:
             "embedded PostgreSQL, timed from the first file read to the last commit (parse, "
             "chunk, embed, COPY). Model loading and schema setup happen before the clock "
             "starts; cold start measures start-up. The baseline runs ragops' own `Ingestor` "
-            "with `SentenceTransformer.encode(batch_size=16)` (torch's fastest size here) as its "
+            f"with `SentenceTransformer.encode(batch_size={BASELINE_BATCH_SIZE})` (torch's fastest "
+            "size here) as its "
             "embedder, so parsing, "
             "chunking and writing are the same code and store the same chunks. "
             + _corpus_method(report["corpus"]),
