@@ -291,8 +291,7 @@ def markdown_page(report: dict[str, Any]) -> str:
             "chunk, embed, COPY). Model loading and schema setup happen before the clock "
             "starts; cold start measures start-up. The baseline runs ragops' own `Ingestor` "
             f"with `SentenceTransformer.encode(batch_size={BASELINE_BATCH_SIZE})` (torch's fastest "
-            "size here) as its "
-            "embedder, so parsing, "
+            "size here) as its embedder, so parsing, "
             "chunking and writing are the same code and store the same chunks. "
             + _corpus_method(report["corpus"]),
             *_eval_method(report.get("eval")),

