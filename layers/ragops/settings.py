@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     )
     # models.embedder.BATCH_SIZE (not imported: that would load numpy and the model code
     # into every function that reads its settings).
-    embed_batch_size: int = Field(default=4, ge=1, le=1024, description="Texts per embedder run.")
+    embed_batch_size: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Texts per embedder run (an unpadded graph, as the int8 MiniLM, runs one).",
+    )
     embedder_source: str | None = Field(
         default=None, description="Build input: package:NAME, a local folder or a hub id."
     )

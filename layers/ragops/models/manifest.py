@@ -26,6 +26,8 @@ class EmbedderVariant(BaseModel):
 
     model: ModelFile
     quantization: Literal["none", "int8-dynamic"]
+    # Attention without a padding mask: the graph runs one text a run, whatever the batch size.
+    unpadded: bool = False
 
 
 class EmbedderSpec(BaseModel):
