@@ -337,7 +337,7 @@ def _int8_ready_graph(exported: Path, target: Path) -> bool:
 
     model = _fuse_attention_only(exported / "model.onnx")
     unpadded = smoothing.drop_padding_mask(model) > 0
-    feeds = _calibration_feeds(exported / "tokenizer.json", model, unpadded)
+    feeds = _calibration_feeds(exported / "tokenizer.json", model)
     smoothed = smoothing.smooth_products(model, feeds)
     log.info("smoothed the inputs of %d int8 products", smoothed)
     onnx.save(model, str(target))
@@ -371,12 +371,10 @@ def _fuse_attention_only(source: Path) -> onnx.ModelProto:
     return model
 
 
-def _calibration_feeds(
-    tokenizer_path: Path, model: onnx.ModelProto, one_text: bool
-) -> list[dict[str, np.ndarray]]:
+def _calibration_feeds(tokenizer_path: Path, model: onnx.ModelProto) -> list[dict[str, np.ndarray]]:
     """Model inputs to measure activations on: windows of CALIBRATION_TOKENS word pieces of
-    the calibration text, each between the tokenizer's special tokens, one window a run
-    (`one_text`) or four."""
+    the calibration text, each between the tokenizer's special tokens, one window a run (the
+    windows are unpadded, so a channel's maximum does not depend on how they are batched)."""
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -391,10 +389,9 @@ def _calibration_feeds(
     windows = [[*head, *ids[start : start + step], *tail] for start in range(0, len(ids), step)]
     windows = [w for w in windows if len(w) == step + len(specials)]
     names = {i.name for i in model.graph.input}
-    per_run = 1 if one_text else 4
     feeds = []
-    for start in range(0, len(windows), per_run):
-        input_ids = np.array(windows[start : start + per_run], dtype=np.int64)
+    for window in windows:
+        input_ids = np.array([window], dtype=np.int64)
         feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
         if "token_type_ids" in names:
             feed["token_type_ids"] = np.zeros_like(input_ids)

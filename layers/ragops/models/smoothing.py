@@ -67,7 +67,7 @@ def smooth_products(
     columns (and bias) instead, as attention mixes positions but keeps channels apart;
     any other input gets a Mul node by 1/s in front of its products.
     """
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     weights = {init.name: init for init in model.graph.initializer}
     groups = _products_by_input(model, weights)
@@ -92,7 +92,7 @@ def smooth_products(
         inverse = f"{tensor}_smoothing"
         model.graph.initializer.append(numpy_helper.from_array(1 / scale, inverse))
         smoothed = f"{tensor}_smoothed"
-        mul = _node("Mul", [tensor, inverse], [smoothed], name=f"{tensor}_Smooth")
+        mul = helper.make_node("Mul", [tensor, inverse], [smoothed], name=f"{tensor}_Smooth")
         for product in products:
             product.input[0] = smoothed
         inserts.append((products[0], mul))
@@ -166,7 +166,7 @@ def _fold_into_value(
         return False
     value = producers.get(attention.input[_VALUE])
     bias = weights.get(attention.input[_QKV_BIAS])
-    if value is None or value.op_type != "MatMul" or value.input[1] not in weights or not bias:
+    if value is None or value.op_type != "MatMul" or value.input[1] not in weights or bias is None:
         return False
     matrix = numpy_helper.to_array(weights[value.input[1]])
     biases = numpy_helper.to_array(bias).copy()
@@ -183,12 +183,6 @@ def _replace(tensor: onnx.TensorProto, values: np.ndarray) -> None:
     from onnx import numpy_helper
 
     tensor.CopyFrom(numpy_helper.from_array(values.astype(np.float32), tensor.name))
-
-
-def _node(op: str, inputs: list[str], outputs: list[str], name: str) -> onnx.NodeProto:
-    from onnx import helper
-
-    return helper.make_node(op, inputs, outputs, name=name)
 
 
 def _remove_unused(model: onnx.ModelProto) -> None:
