@@ -99,6 +99,26 @@ def _parser() -> argparse.ArgumentParser:
     reembed = commands.add_parser("reembed", help="re-embed every chunk with the configured model")
     reembed.set_defaults(run=_reembed)
 
+    index = commands.add_parser(
+        "index",
+        help="show the HNSW vector index, or rebuild it with other parameters",
+        description="Without options, show the vector index's parameters and size. With "
+        "--m or --ef-construction, build it again beside the current one (searches and "
+        "ingest go on) and swap it in. Larger values find more true neighbours at the same "
+        "RAGOPS_EF_SEARCH: docs/scaling.md has the figures at 1M vectors.",
+    )
+    index.add_argument("--m", type=int, default=None, help="links per vector (pgvector: 16)")
+    index.add_argument(
+        "--ef-construction", type=int, default=None, help="candidates while linking (64)"
+    )
+    index.add_argument(
+        "--maintenance-work-mem",
+        default="2GB",
+        help="build memory; the build is fast only while the graph fits (about 2 GB per "
+        "million vectors)",
+    )
+    index.set_defaults(run=_index)
+
     from ragops.evaluation.command import add_eval_arguments
 
     evaluate = commands.add_parser("eval", help="evaluate retrieval on a BEIR-layout dataset")
@@ -333,6 +353,48 @@ def _reembed(args: argparse.Namespace, settings: Settings) -> int:
         db.close()
     previous = f"{before[0]} ({before[1]}-d)" if before else "nothing"
     print(f"re-embedded {done} chunks: {previous} -> {models.embedder_id} ({models.dimension}-d)")
+    return 0
+
+
+def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from ragops.db.database import connect
+    from ragops.db.store import INDEX_NAME, IndexParameters, index_parameters, rebuild_index
+
+    db = connect(settings)
+    try:
+        with db.pool.connection() as conn:
+            current = index_parameters(conn)
+            if args.m is not None or args.ef_construction is not None:
+                try:
+                    wanted = IndexParameters(
+                        m=current.m if args.m is None else args.m,
+                        ef_construction=current.ef_construction
+                        if args.ef_construction is None
+                        else args.ef_construction,
+                    )
+                except ValueError as exc:
+                    print(f"ragops index: error: {exc}", file=sys.stderr)
+                    return EXIT_USAGE
+                if wanted == current:
+                    print(
+                        f"{INDEX_NAME} already has m = {current.m}, "
+                        f"ef_construction = {current.ef_construction}: nothing to do"
+                    )
+                    return 0
+                seconds = rebuild_index(conn, wanted, args.maintenance_work_mem)
+                print(f"rebuilt {INDEX_NAME} in {seconds:.1f} s")
+                current = index_parameters(conn)
+            row = conn.execute(
+                "SELECT pg_relation_size(to_regclass(%s)), (SELECT count(*) FROM chunks)",
+                (INDEX_NAME,),
+            ).fetchone()
+            assert row is not None
+    finally:
+        db.close()
+    print(
+        f"{INDEX_NAME}: HNSW, m = {current.m}, ef_construction = {current.ef_construction}, "
+        f"{row[1]} vectors, {row[0] / 2**20:.1f} MB"
+    )
     return 0
 
 

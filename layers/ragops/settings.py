@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; unset means the embedded PostgreSQL under data_dir.",
     )
     data_dir: Path = Field(default=Path(".ragops"), description="Where local state lives.")
+    embedded_shared_buffers_mb: int | None = Field(
+        default=None,
+        ge=16,
+        description="Shared buffers of the embedded PostgreSQL, set when ragops starts it; "
+        "unset means a quarter of the machine's (or container's) memory.",
+    )
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=4, ge=1)
     db_prepare_threshold: int = Field(

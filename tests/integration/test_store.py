@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -15,7 +16,16 @@ from ragops.cli import main as cli_main
 from ragops.db.database import Database, connect, ensure_pgvector
 from ragops.db.documents import DocumentVersion
 from ragops.db.migrate import available_migrations, migrate
-from ragops.db.store import check_store_model, column_dimension, reembed, stored_model
+from ragops.db.store import (
+    INDEX_NAME,
+    IndexParameters,
+    check_store_model,
+    column_dimension,
+    index_parameters,
+    rebuild_index,
+    reembed,
+    stored_model,
+)
 from ragops.errors import DatabaseSetupError, StoreModelMismatchError
 from ragops.ingest.document import embedding_text
 from ragops.models import Models
@@ -241,6 +251,150 @@ def test_searches_keep_running_while_reembed_embeds(
         reader.close()
     assert seen
     assert seen[0] == "Refunds"
+
+
+# --- the vector index --------------------------------------------------------------------
+
+# Small tables are read in full otherwise; these make every vector search go through HNSW.
+PREFER_HNSW = "-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off"
+
+
+def _embedding_indexes(conn: psycopg.Connection) -> list[tuple[str, bool]]:
+    """Every index on chunks' embedding (name, valid), whatever its name."""
+    rows = conn.execute(
+        """SELECT c.relname, i.indisvalid FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+           WHERE i.indrelid = 'chunks'::regclass AND a.attname = 'embedding'
+           ORDER BY 1"""
+    ).fetchall()
+    return [(str(name), bool(valid)) for name, valid in rows]
+
+
+def test_rebuilt_index_has_the_new_parameters_serves_search_and_survives_reembed(
+    settings: Settings, fp32_settings: Settings
+) -> None:
+    hnsw_first = settings.model_copy(
+        update={"database_url": with_options(str(settings.database_url), PREFER_HNSW)}
+    )
+    service = Service(hnsw_first)
+    try:
+        ingest_handbook(service)
+        with service.db.pool.connection() as conn:
+            assert index_parameters(conn) == IndexParameters(16, 64)  # the migration's
+            # What an interrupted rebuild leaves behind is cleared first.
+            conn.execute("CREATE INDEX chunks_embedding_idx_rebuilt ON chunks (id)")
+            seconds = rebuild_index(conn, IndexParameters(m=8, ef_construction=32), "64MB")
+            assert seconds > 0
+            assert index_parameters(conn) == IndexParameters(8, 32)
+            assert _embedding_indexes(conn) == [(INDEX_NAME, True)]
+            leftover = conn.execute("SELECT to_regclass('chunks_embedding_idx_rebuilt')").fetchone()
+            assert leftover == (None,)
+            plan = conn.execute(
+                "EXPLAIN SELECT id FROM chunks ORDER BY embedding <=> %s LIMIT 3",
+                (service.models.embedder.embed_query("refund"),),
+            ).fetchall()
+            assert any(INDEX_NAME in row[0] for row in plan), plan
+        searcher = service.searcher
+        question = "how long can I get my money back?"
+        results = searcher.search(searcher.request(question, mode="vector", rerank=False)).results
+        assert results[0].heading == "Refunds"
+    finally:
+        service.close()
+
+    _reembed_with_library(fp32_settings)
+    db = connect(fp32_settings)
+    try:
+        with db.pool.connection() as conn:
+            assert index_parameters(conn) == IndexParameters(8, 32)
+            assert _hnsw_index_on_embedding(conn)
+    finally:
+        db.close()
+
+
+def test_a_failed_rebuild_keeps_the_old_index_and_the_next_one_clears_what_it_left(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = Service(settings)
+    try:
+        ingest_handbook(service)
+        with (
+            service.db.pool.connection() as conn,
+            psycopg.connect(str(settings.database_url)) as writer,
+        ):
+            # An open write on chunks: the concurrent build waits for it after it has
+            # entered its (not yet valid) index in the catalog, and gives up at the timeout;
+            # so does the drop of that index.
+            writer.execute("UPDATE chunks SET ordinal = ordinal WHERE false")
+            conn.execute("SET lock_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                rebuild_index(conn, IndexParameters(m=8, ef_construction=32), "48MB")
+            assert "left the unfinished index chunks_embedding_idx_rebuilt" in caplog.text
+            # The build's memory was the session's only while it ran.
+            assert conn.execute("SHOW maintenance_work_mem").fetchone() != ("48MB",)
+            assert index_parameters(conn) == IndexParameters(16, 64)
+            assert (INDEX_NAME, True) in _embedding_indexes(conn)
+            searcher = service.searcher
+            request = searcher.request("money back", mode="vector", rerank=False)
+            assert searcher.search(request).results[0].heading == "Refunds"
+
+            writer.rollback()
+            conn.execute("RESET lock_timeout")
+            rebuild_index(conn, IndexParameters(m=8, ef_construction=32), "48MB")
+            assert index_parameters(conn) == IndexParameters(8, 32)
+            assert _embedding_indexes(conn) == [(INDEX_NAME, True)]
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize(
+    ("m", "ef_construction", "named"),
+    [
+        (1, 64, "m must be between 2 and 100"),
+        (16, 1001, "ef_construction must be between"),
+        (32, 40, "at least twice m (64)"),
+    ],
+)
+def test_out_of_range_index_parameters_are_refused_by_name(
+    m: int, ef_construction: int, named: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(named)):
+        IndexParameters(m=m, ef_construction=ef_construction)
+
+
+def test_index_command_shows_and_rebuilds(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = Service(settings)
+    try:
+        ingest_handbook(service)
+    finally:
+        service.close()
+    monkeypatch.chdir(settings.data_dir.parent)
+    monkeypatch.setenv("RAGOPS_DATABASE_URL", str(settings.database_url))
+
+    assert cli_main(["index"]) == 0
+    shown = capsys.readouterr().out
+    assert f"{INDEX_NAME}: HNSW, m = 16, ef_construction = 64, 3 vectors" in shown
+
+    assert cli_main(["index", "--m", "12", "--ef-construction", "48"]) == 0
+    rebuilt = capsys.readouterr().out
+    assert f"rebuilt {INDEX_NAME} in " in rebuilt
+    assert "m = 12, ef_construction = 48, 3 vectors" in rebuilt
+
+    assert cli_main(["index", "--m", "12"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+    # ef_construction stays 48, under twice the asked m: refused before anything is built.
+    assert cli_main(["index", "--m", "30"]) == 2
+    refused = capsys.readouterr().err
+    assert "ef_construction must be at least twice m (60), not 48" in refused
+    db = connect(settings)
+    try:
+        with db.pool.connection() as conn:
+            assert index_parameters(conn) == IndexParameters(12, 48)
+    finally:
+        db.close()
 
 
 # --- migrations and pgvector -------------------------------------------------------------

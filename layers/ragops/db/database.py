@@ -122,7 +122,7 @@ def resolve_database_url(settings: Settings) -> str:
         return settings.database_url
     if settings.database_secret_arn:
         return database_url_from_secret(settings.database_secret_arn)
-    return embedded_database_url(settings.data_dir)
+    return embedded_database_url(settings.data_dir, settings.embedded_shared_buffers_mb)
 
 
 def database_url_from_secret(secret_arn: str) -> str:

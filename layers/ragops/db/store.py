@@ -1,12 +1,17 @@
-"""The store's embedding model: recorded once, checked on every open, changed only by reembed."""
+"""The store's embedding model: recorded once, checked on every open, changed only by reembed;
+and the HNSW index over its vectors, rebuilt with other parameters on request."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from ragops.errors import StoreModelMismatchError
 from ragops.ingest.document import embedding_text
@@ -51,17 +56,117 @@ def check_store_model(conn: psycopg.Connection, model_id: str, dimension: int) -
 
 
 def _set_dimension(conn: psycopg.Connection, dimension: int) -> None:
+    parameters = index_parameters(conn)
     conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
     conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
     conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)}) NOT NULL")
-    _create_embedding_index(conn)
+    _create_embedding_index(conn, parameters)
 
 
-def _create_embedding_index(conn: psycopg.Connection) -> None:
-    conn.execute(
-        """CREATE INDEX chunks_embedding_idx ON chunks USING hnsw (embedding vector_cosine_ops)
-           WITH (m = 16, ef_construction = 64)"""
+# --- the HNSW index ------------------------------------------------------------------------
+
+INDEX_NAME = "chunks_embedding_idx"
+_REBUILT_NAME = "chunks_embedding_idx_rebuilt"
+
+
+@dataclass(frozen=True)
+class IndexParameters:
+    """HNSW build parameters: links per vector (`m`) and the candidate list while linking.
+
+    Larger values give a graph that finds more of the true nearest neighbours at the same
+    ef_search, for a slower build and slower inserts. The defaults are pgvector's own.
+    """
+
+    m: int = 16
+    ef_construction: int = 64
+
+    def __post_init__(self) -> None:
+        # pgvector's bounds, checked here so the error names the option, not a server error.
+        if not 2 <= self.m <= 100:
+            raise ValueError(f"m must be between 2 and 100, not {self.m}")
+        if not 4 <= self.ef_construction <= 1000:
+            raise ValueError(
+                f"ef_construction must be between 4 and 1000, not {self.ef_construction}"
+            )
+        if self.ef_construction < 2 * self.m:
+            raise ValueError(
+                f"ef_construction must be at least twice m ({2 * self.m}), "
+                f"not {self.ef_construction}"
+            )
+
+    def clause(self) -> sql.Composable:
+        return sql.SQL("WITH (m = {}, ef_construction = {})").format(
+            sql.Literal(self.m), sql.Literal(self.ef_construction)
+        )
+
+
+def index_parameters(conn: psycopg.Connection) -> IndexParameters:
+    """The vector index's parameters (pgvector's defaults for any it was not built with)."""
+    row = conn.execute(
+        "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)", (INDEX_NAME,)
+    ).fetchone()
+    options = dict(option.split("=", 1) for option in (row[0] or [])) if row else {}
+    defaults = IndexParameters()
+    return IndexParameters(
+        m=int(options.get("m", defaults.m)),
+        ef_construction=int(options.get("ef_construction", defaults.ef_construction)),
     )
+
+
+def _create_embedding_index(conn: psycopg.Connection, parameters: IndexParameters) -> None:
+    conn.execute(
+        sql.SQL("CREATE INDEX {} ON chunks USING hnsw (embedding vector_cosine_ops) {}").format(
+            sql.Identifier(INDEX_NAME), parameters.clause()
+        )
+    )
+
+
+def rebuild_index(
+    conn: psycopg.Connection, parameters: IndexParameters, maintenance_work_mem: str
+) -> float:
+    """Build the vector index again with `parameters` and swap it in; returns the seconds.
+
+    The new index is built beside the old one (CREATE INDEX CONCURRENTLY), so searches and
+    ingest go on meanwhile; only the swap at the end locks the table, for a moment. The
+    build is fast only while the graph fits in `maintenance_work_mem` (about 2 GB a million
+    384-d vectors); beyond that it goes on much more slowly. `conn` must be in autocommit.
+    """
+    started = time.perf_counter()
+    # An index left by an interrupted rebuild (invalid, but still updated by every insert).
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(_REBUILT_NAME)))
+    conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,))
+    try:
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX CONCURRENTLY {} ON chunks USING hnsw (embedding vector_cosine_ops) {}"
+            ).format(sql.Identifier(_REBUILT_NAME), parameters.clause())
+        )
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(INDEX_NAME)))
+            conn.execute(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(_REBUILT_NAME), sql.Identifier(INDEX_NAME)
+                )
+            )
+    except BaseException:
+        try:
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(_REBUILT_NAME)))
+        except psycopg.Error as exc:
+            # Blocked by the same writers or timeouts as the build, most likely.
+            log.warning(
+                "the rebuild left the unfinished index %s (%s); the next rebuild drops it, "
+                "or DROP INDEX CONCURRENTLY %s",
+                _REBUILT_NAME,
+                exc,
+                _REBUILT_NAME,
+            )
+        raise
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("RESET maintenance_work_mem")
+    seconds = time.perf_counter() - started
+    log.info("rebuilt the vector index with %s in %.1f s", parameters, seconds)
+    return seconds
 
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -103,6 +208,7 @@ def reembed(
                     progress(len(rows))
         # The swap: from here to the commit, searches wait.
         conn.execute("LOCK TABLE store_info IN EXCLUSIVE MODE")
+        parameters = index_parameters(conn)
         conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
         conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
         conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)})")
@@ -110,7 +216,7 @@ def reembed(
             "UPDATE chunks c SET embedding = r.embedding FROM reembedded r WHERE r.id = c.id"
         )
         conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET NOT NULL")
-        _create_embedding_index(conn)
+        _create_embedding_index(conn, parameters)
         conn.execute("DELETE FROM store_info")
         conn.execute(
             "INSERT INTO store_info (embedding_model, embedding_dim) VALUES (%s, %s)",
