@@ -385,7 +385,8 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"rebuilt {INDEX_NAME} in {seconds:.1f} s")
                 current = index_parameters(conn)
             row = conn.execute(
-                "SELECT pg_relation_size(to_regclass(%s)), (SELECT count(*) FROM chunks)",
+                "SELECT pg_size_pretty(pg_relation_size(to_regclass(%s))),"
+                " (SELECT count(*) FROM chunks)",
                 (INDEX_NAME,),
             ).fetchone()
             assert row is not None
@@ -393,7 +394,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
         db.close()
     print(
         f"{INDEX_NAME}: HNSW, m = {current.m}, ef_construction = {current.ef_construction}, "
-        f"{row[1]} vectors, {row[0] / 2**20:.1f} MB"
+        f"{row[1]} vectors, {row[0]}"
     )
     return 0
 

@@ -375,7 +375,9 @@ def test_index_command_shows_and_rebuilds(
 
     assert cli_main(["index"]) == 0
     shown = capsys.readouterr().out
-    assert f"{INDEX_NAME}: HNSW, m = 16, ef_construction = 64, 3 vectors" in shown
+    assert re.search(
+        rf"{INDEX_NAME}: HNSW, m = 16, ef_construction = 64, 3 vectors, [1-9]\d* kB\n", shown
+    ), shown
 
     assert cli_main(["index", "--m", "12", "--ef-construction", "48"]) == 0
     rebuilt = capsys.readouterr().out
