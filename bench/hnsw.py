@@ -37,10 +37,12 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from benchmark import EVAL_DATASET
 from charts import Series, xychart
 from corpus import build_corpus, chunker
+from ragops.db.store import IndexParameters
 from ragops.evaluation.dataset import DatasetPaths, load_dataset
 from ragops.models import Models
 from report import add_from_results_option, render_saved, write_report
@@ -59,8 +61,8 @@ from sample_store import (
 
 Vectors = npt.NDArray[np.float32]
 EF_SEARCH = (20, 40, 100, 200, 400, 600, 800, 1000)
-DEFAULT_INDEX = (16, 64)  # (m, ef_construction), as migration 0001 builds it
-LARGE_INDEX = (24, 200)
+DEFAULT_INDEX = IndexParameters()  # as migration 0001 builds it
+LARGE_INDEX = IndexParameters(m=24, ef_construction=200)
 LARGE_FROM = 1_000_000
 RECALL_TARGET = 0.95
 LATENCY_TARGET_MS = 10.0
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
         register_vector(conn)
-        report["shared_buffers"] = _scalar_text(conn, "SHOW shared_buffers")
+        report["shared_buffers"] = _scalar(conn, "SHOW shared_buffers")
         for name, model in models.items():
             for size in distributions[name]:
                 indexes = [DEFAULT_INDEX]
@@ -234,9 +236,9 @@ def measure_size(
     size: int,
     runs: int,
     rng: np.random.Generator,
-    indexes: list[tuple[int, int]],
+    indexes: list[IndexParameters],
 ) -> list[dict[str, Any]]:
-    """One row per index: the vectors loaded once, indexed with each (m, ef_construction)."""
+    """One row per index: the vectors loaded once, indexed with each set of parameters."""
     say(f"{size:,} {model.name} vectors: drawing and loading")
     vectors = model.draw(size, rng)
     truth = exact_top10(vectors, queries)
@@ -257,56 +259,65 @@ def measure_size(
     table_mb = _scalar(conn, "SELECT pg_table_size('hnsw_bench')") / 2**20
     exact_ms = _exact_latency(conn, queries[:5])
     rows = []
-    for m, ef_construction in indexes:
+    for index in indexes:
         conn.execute("DROP INDEX IF EXISTS hnsw_bench_idx")
-        say(f"{size:,} vectors: building the index, m = {m}, ef_construction = {ef_construction}")
+        say(f"{size:,} vectors: building the index, {index}")
         started = time.perf_counter()
         conn.execute(
-            "CREATE INDEX hnsw_bench_idx ON hnsw_bench USING hnsw (embedding vector_cosine_ops) "
-            f"WITH (m = {m}, ef_construction = {ef_construction})"
+            sql.SQL(
+                "CREATE INDEX hnsw_bench_idx ON hnsw_bench "
+                "USING hnsw (embedding vector_cosine_ops) {}"
+            ).format(index.clause())
         )
         build_s = time.perf_counter() - started
         index_mb = _scalar(conn, "SELECT pg_relation_size('hnsw_bench_idx')") / 2**20
         say(f"  built in {build_s:.0f} s, {index_mb:.0f} MB")
         conn.execute("SELECT pg_prewarm('hnsw_bench'), pg_prewarm('hnsw_bench_idx')")
-        sweep = []
-        for ef in EF_SEARCH:
-            conn.execute(f"SET hnsw.ef_search = {ef}")
-            recall, latencies = _query_all(conn, queries, truth, runs)
-            row = {
-                "ef_search": ef,
-                "recall_at_10": recall,
-                "p50_ms": statistics.median(latencies),
-                "p95_ms": percentile(latencies, 0.95),
-            }
-            sweep.append(row)
-            say(f"  ef_search {ef}: recall@10 {recall:.4f}, p50 {row['p50_ms']:.2f} ms")
         rows.append(
             {
                 "vectors": size,
-                "m": m,
-                "ef_construction": ef_construction,
+                "m": index.m,
+                "ef_construction": index.ef_construction,
                 "build_s": build_s,
                 "index_mb": index_mb,
                 "table_mb": table_mb,
                 "exact_p50_ms": exact_ms,
-                "sweep": sweep,
+                "sweep": _sweep(conn, queries, truth, runs),
             }
         )
     return rows
+
+
+def _sweep(
+    conn: psycopg.Connection, queries: Vectors, truth: list[set[int]], runs: int
+) -> list[dict[str, float]]:
+    """Recall@10 and latency at each ef_search."""
+    sweep = []
+    for ef in EF_SEARCH:
+        conn.execute(f"SET hnsw.ef_search = {ef}")
+        recall, latencies = _query_all(conn, queries, truth, runs)
+        row = {
+            "ef_search": ef,
+            "recall_at_10": recall,
+            "p50_ms": statistics.median(latencies),
+            "p95_ms": percentile(latencies, 0.95),
+        }
+        sweep.append(row)
+        say(f"  ef_search {ef}: recall@10 {recall:.4f}, p50 {row['p50_ms']:.2f} ms")
+    return sweep
 
 
 def _query_all(
     conn: psycopg.Connection, queries: Vectors, truth: list[set[int]], runs: int
 ) -> tuple[float, list[float]]:
     """Mean recall@10 over the queries, and every query's latency over `runs` passes."""
-    sql = "SELECT id FROM hnsw_bench ORDER BY embedding <=> %s LIMIT 10"
+    statement = "SELECT id FROM hnsw_bench ORDER BY embedding <=> %s LIMIT 10"
     latencies: list[float] = []
     recalls: list[float] = []
     for run in range(runs + 1):  # the first pass warms the cache and is not timed
         for query, expected in zip(queries, truth, strict=True):
             started = time.perf_counter()
-            found = {row[0] for row in conn.execute(sql, (query,)).fetchall()}
+            found = {row[0] for row in conn.execute(statement, (query,)).fetchall()}
             elapsed = (time.perf_counter() - started) * 1000
             if run == 0:
                 recalls.append(len(found & expected) / 10)
@@ -319,27 +330,21 @@ def _exact_latency(conn: psycopg.Connection, queries: Vectors) -> float:
     """A full scan's latency: what HNSW saves. Adding 0 to the distance makes an order the
     index cannot give, so every row is read whatever the planner's settings (the plan is
     checked)."""
-    sql = "SELECT id FROM hnsw_bench ORDER BY (embedding <=> %s) + 0 LIMIT 10"
-    plan = conn.execute("EXPLAIN " + sql, (queries[0],)).fetchall()
+    statement = "SELECT id FROM hnsw_bench ORDER BY (embedding <=> %s) + 0 LIMIT 10"
+    plan = conn.execute("EXPLAIN " + statement, (queries[0],)).fetchall()
     assert not any("Index Scan" in row[0] for row in plan), plan
     times = []
     for query in queries:
         started = time.perf_counter()
-        conn.execute(sql, (query,)).fetchall()
+        conn.execute(statement, (query,)).fetchall()
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
 
-def _scalar_text(conn: psycopg.Connection, sql: str) -> str:
-    row = conn.execute(sql).fetchone()
+def _scalar(conn: psycopg.Connection, query: str) -> Any:
+    row = conn.execute(query).fetchone()
     assert row is not None
-    return str(row[0])
-
-
-def _scalar(conn: psycopg.Connection, sql: str) -> float:
-    row = conn.execute(sql).fetchone()
-    assert row is not None
-    return float(row[0])
+    return row[0]
 
 
 def render(report: dict[str, Any]) -> str:

@@ -15,6 +15,9 @@ from ragops.models.build import BuildRequest, build_models
 from ragops.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Connection options that make the planner take the HNSW index even where an exact scan of
+# a small table would be cheaper.
+PREFER_HNSW = "-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off"
 
 
 @pytest.fixture(scope="session")

@@ -357,21 +357,19 @@ def _reembed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _index(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
     from ragops.db.database import connect
-    from ragops.db.store import INDEX_NAME, IndexParameters, index_parameters, rebuild_index
+    from ragops.db.store import INDEX_NAME, index_parameters, rebuild_index
 
     db = connect(settings)
     try:
         with db.pool.connection() as conn:
             current = index_parameters(conn)
             if args.m is not None or args.ef_construction is not None:
+                asked = {"m": args.m, "ef_construction": args.ef_construction}
                 try:
-                    wanted = IndexParameters(
-                        m=current.m if args.m is None else args.m,
-                        ef_construction=current.ef_construction
-                        if args.ef_construction is None
-                        else args.ef_construction,
-                    )
+                    wanted = replace(current, **{k: v for k, v in asked.items() if v is not None})
                 except ValueError as exc:
                     print(f"ragops index: error: {exc}", file=sys.stderr)
                     return EXIT_USAGE

@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from tests.conftest import PREFER_HNSW
 
 from ragops.db import documents
 from ragops.db.documents import DocumentVersion
@@ -553,8 +554,6 @@ NOUNS = ["river", "engine", "library", "garden", "satellite", "harbor", "violin"
 VERBS = ["glows", "waits", "collapses", "sings", "drifts", "grows", "burns", "sleeps"]
 BIG_DOCS, BIG_DOC_CHUNKS = 30, 100
 SMALL_DOCS, SMALL_DOC_CHUNKS = 3, 10
-# Make the planner prefer the HNSW index over the exact plan it picks for a small collection.
-PREFER_HNSW = "-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off"
 
 
 @pytest.fixture(scope="module")

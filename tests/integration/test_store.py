@@ -11,6 +11,7 @@ import numpy.typing as npt
 import psycopg
 import pytest
 from psycopg import sql
+from tests.conftest import PREFER_HNSW
 
 from ragops.cli import main as cli_main
 from ragops.db.database import Database, connect, ensure_pgvector
@@ -254,9 +255,6 @@ def test_searches_keep_running_while_reembed_embeds(
 
 
 # --- the vector index --------------------------------------------------------------------
-
-# Small tables are read in full otherwise; these make every vector search go through HNSW.
-PREFER_HNSW = "-c enable_seqscan=off -c enable_bitmapscan=off -c enable_sort=off"
 
 
 def _embedding_indexes(conn: psycopg.Connection) -> list[tuple[str, bool]]:

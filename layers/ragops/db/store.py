@@ -57,10 +57,10 @@ def check_store_model(conn: psycopg.Connection, model_id: str, dimension: int) -
 
 def _set_dimension(conn: psycopg.Connection, dimension: int) -> None:
     parameters = index_parameters(conn)
-    conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
+    _drop_index(conn, INDEX_NAME)
     conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
     conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)}) NOT NULL")
-    _create_embedding_index(conn, parameters)
+    conn.execute(_create_index(INDEX_NAME, parameters))
 
 
 # --- the HNSW index ------------------------------------------------------------------------
@@ -113,12 +113,20 @@ def index_parameters(conn: psycopg.Connection) -> IndexParameters:
     )
 
 
-def _create_embedding_index(conn: psycopg.Connection, parameters: IndexParameters) -> None:
-    conn.execute(
-        sql.SQL("CREATE INDEX {} ON chunks USING hnsw (embedding vector_cosine_ops) {}").format(
-            sql.Identifier(INDEX_NAME), parameters.clause()
-        )
+def _create_index(
+    name: str, parameters: IndexParameters, concurrently: bool = False
+) -> sql.Composed:
+    return sql.SQL(
+        "CREATE INDEX {}{} ON chunks USING hnsw (embedding vector_cosine_ops) {}"
+    ).format(
+        sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
+        sql.Identifier(name),
+        parameters.clause(),
     )
+
+
+def _drop_index(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def rebuild_index(
@@ -133,16 +141,12 @@ def rebuild_index(
     """
     started = time.perf_counter()
     # An index left by an interrupted rebuild (invalid, but still updated by every insert).
-    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(_REBUILT_NAME)))
+    _drop_index(conn, _REBUILT_NAME)
     conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,))
     try:
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX CONCURRENTLY {} ON chunks USING hnsw (embedding vector_cosine_ops) {}"
-            ).format(sql.Identifier(_REBUILT_NAME), parameters.clause())
-        )
+        conn.execute(_create_index(_REBUILT_NAME, parameters, concurrently=True))
         with conn.transaction():
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(INDEX_NAME)))
+            _drop_index(conn, INDEX_NAME)
             conn.execute(
                 sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                     sql.Identifier(_REBUILT_NAME), sql.Identifier(INDEX_NAME)
@@ -150,7 +154,7 @@ def rebuild_index(
             )
     except BaseException:
         try:
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(_REBUILT_NAME)))
+            _drop_index(conn, _REBUILT_NAME)
         except psycopg.Error as exc:
             # Blocked by the same writers or timeouts as the build, most likely.
             log.warning(
@@ -209,14 +213,14 @@ def reembed(
         # The swap: from here to the commit, searches wait.
         conn.execute("LOCK TABLE store_info IN EXCLUSIVE MODE")
         parameters = index_parameters(conn)
-        conn.execute("DROP INDEX IF EXISTS chunks_embedding_idx")
+        _drop_index(conn, INDEX_NAME)
         conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
         conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)})")
         conn.execute(
             "UPDATE chunks c SET embedding = r.embedding FROM reembedded r WHERE r.id = c.id"
         )
         conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET NOT NULL")
-        _create_embedding_index(conn, parameters)
+        conn.execute(_create_index(INDEX_NAME, parameters))
         conn.execute("DELETE FROM store_info")
         conn.execute(
             "INSERT INTO store_info (embedding_model, embedding_dim) VALUES (%s, %s)",

@@ -36,8 +36,9 @@ from ragops.models.manifest import (
 from ragops.models.runtime import UNFUSED_SKIP_LAYER_NORM
 
 if TYPE_CHECKING:
-    import numpy as np
     import onnx
+
+    from ragops.models.embedder import Feeds
 
 log = logging.getLogger(__name__)
 
@@ -371,32 +372,24 @@ def _fuse_attention_only(source: Path) -> onnx.ModelProto:
     return model
 
 
-def _calibration_feeds(tokenizer_path: Path, model: onnx.ModelProto) -> list[dict[str, np.ndarray]]:
+def _calibration_feeds(tokenizer_path: Path, model: onnx.ModelProto) -> list[Feeds]:
     """Model inputs to measure activations on: windows of CALIBRATION_TOKENS word pieces of
-    the calibration text, each between the tokenizer's special tokens, one window a run (the
-    windows are unpadded, so a channel's maximum does not depend on how they are batched)."""
-    import numpy as np
+    the calibration text, fed as the embedder feeds a text, one window a run (the windows
+    are unpadded, so a channel's maximum does not depend on how they are batched)."""
     from tokenizers import Tokenizer
+
+    from ragops.models.embedder import encoder_feeds
 
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     paragraphs = [p.strip() for p in _calibration_text().split("\n\n") if p.strip()]
     ids = [i for e in tokenizer.encode_batch(paragraphs, add_special_tokens=False) for i in e.ids]
-    specials = tokenizer.encode("", add_special_tokens=True).ids
-    head, tail = specials[:1], specials[1:]
     step = CALIBRATION_TOKENS
-    windows = [[*head, *ids[start : start + step], *tail] for start in range(0, len(ids), step)]
-    windows = [w for w in windows if len(w) == step + len(specials)]
+    windows = [ids[start : start + step] for start in range(0, len(ids) - step + 1, step)]
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     names = {i.name for i in model.graph.input}
-    feeds = []
-    for window in windows:
-        input_ids = np.array([window], dtype=np.int64)
-        feed = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
-        if "token_type_ids" in names:
-            feed["token_type_ids"] = np.zeros_like(input_ids)
-        feeds.append(feed)
-    return feeds
+    return [encoder_feeds([window], cls_id, sep_id, names) for window in windows]
 
 
 def _calibration_text() -> str:

@@ -23,6 +23,27 @@ Vectors = npt.NDArray[np.float32]
 BATCH_SIZE = 4
 
 
+Feeds = dict[str, npt.NDArray[np.int64]]
+
+
+def encoder_feeds(
+    pieces: Sequence[Sequence[int]], cls_id: int, sep_id: int, input_names: set[str]
+) -> Feeds:
+    """One run's inputs: each text's word pieces between [CLS] and [SEP], padded to the
+    longest, with the attention mask (and token types, if the graph takes them)."""
+    width = max(len(p) for p in pieces) + 2
+    input_ids = np.zeros((len(pieces), width), dtype=np.int64)
+    mask = np.zeros((len(pieces), width), dtype=np.int64)
+    for row, body in enumerate(pieces):
+        seq = [cls_id, *body, sep_id]
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    feeds = {"input_ids": input_ids, "attention_mask": mask}
+    if "token_type_ids" in input_names:
+        feeds["token_type_ids"] = np.zeros_like(input_ids)
+    return feeds
+
+
 class PendingVectors:
     """Vectors still being computed: `result()` waits and returns them in input order."""
 
@@ -105,20 +126,11 @@ class Embedder:
         return vector
 
     def _run(self, pieces: list[list[int]]) -> Vectors:
-        width = max(len(p) for p in pieces) + 2
-        input_ids = np.zeros((len(pieces), width), dtype=np.int64)
-        mask = np.zeros((len(pieces), width), dtype=np.int64)
-        for row, body in enumerate(pieces):
-            seq = [self._cls_id, *body, self._sep_id]
-            input_ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
-        if "token_type_ids" in self._input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        feeds = encoder_feeds(pieces, self._cls_id, self._sep_id, self._input_names)
         (output,) = self._session.run([self.spec.output], feeds)
         vectors: Vectors = np.asarray(output, dtype=np.float32)
         if vectors.ndim == 3:
-            vectors = self._pool(vectors, mask)
+            vectors = self._pool(vectors, feeds["attention_mask"])
         if self.spec.normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)

@@ -13,6 +13,7 @@ whose int8 scales are per output column.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -108,10 +109,7 @@ def _products_by_input(
     model: onnx.ModelProto, weights: dict[str, onnx.TensorProto]
 ) -> dict[str, list[onnx.NodeProto]]:
     """MatMul nodes with a 2-D constant weight used by no other node, by their input."""
-    uses: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
+    uses = Counter(name for node in model.graph.node for name in node.input)
     groups: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         if node.op_type != "MatMul" or node.input[1] not in weights:
