@@ -77,7 +77,6 @@ def test_an_absent_or_forged_collection_setting_sees_nothing(
 
 LEXICAL_MATCHES = """
 SELECT m.collection, m.hits FROM ragops_lexical_matches(
-    to_tsquery('english', 'secret | alpha | beta'),
     ARRAY[to_tsquery('english', 'secret'), to_tsquery('english', 'alpha'),
           to_tsquery('english', 'beta')]) AS m"""
 
@@ -92,6 +91,23 @@ def test_full_text_matches_stop_at_the_collection_as_the_policy_does(
             assert conn.execute(LEXICAL_MATCHES).fetchall() == [(collection, 2)]
     # The owner's own view, outside any scope, is not widened by it either.
     assert conn.execute(LEXICAL_MATCHES).fetchall() == []
+
+
+# Migration 0003's signature, still called by query code deployed before migration 0004.
+EARLIER_LEXICAL_MATCHES = """
+SELECT m.collection, m.hits FROM ragops_lexical_matches(
+    to_tsquery('english', 'secret | alpha | beta'),
+    ARRAY[to_tsquery('english', 'secret'), to_tsquery('english', 'alpha'),
+          to_tsquery('english', 'beta')]) AS m"""
+
+
+def test_the_earlier_full_text_function_answers_alike_during_a_deployment(
+    conn: psycopg.Connection,
+) -> None:
+    for collection in COLLECTIONS:
+        with collection_scope(conn, collection):
+            assert conn.execute(EARLIER_LEXICAL_MATCHES).fetchall() == [(collection, 2)]
+            assert conn.execute(LEXICAL_MATCHES).fetchall() == [(collection, 2)]
 
 
 @pytest.mark.parametrize("setting", [None, *FORGED])

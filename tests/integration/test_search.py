@@ -298,6 +298,8 @@ ORDER BY score DESC, c.id"""
         "payment timeout refunds invoice charge",
         "payment card charge timeout retries order",
         "every day, hour, minute and month",
+        # A phrase is one term; a repeated word counts once for each time it is asked.
+        '"gateway timeout" payment payments charge',
     ],
 )
 def test_lexical_leg_ranks_only_the_best_tiers_yet_orders_as_ranking_every_match(

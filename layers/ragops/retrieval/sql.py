@@ -66,8 +66,8 @@ vector_leg AS (
 # of a store), and it only orders chunks within one count of matched terms. So every match
 # is counted first, and only those matching at least as many terms as the
 # `candidates`-th best are ranked: the same rows in the same order as ranking them all.
-# Matches come from ragops_lexical_matches (migration 0003), which holds them to the
-# transaction's collection as row-level security does, but through the GIN index.
+# Matches and their counts come from ragops_lexical_matches (migration 0004), one GIN lookup
+# a term, held to the transaction's collection as row-level security holds other reads.
 _LEXICAL_LEG = """
 lexical_terms AS MATERIALIZED (
     SELECT CASE WHEN %(match_all)s THEN q
@@ -80,7 +80,7 @@ lexical_terms AS MATERIALIZED (
 lexical_matches AS MATERIALIZED (
     SELECT c.id, c.hits
     FROM lexical_terms t,
-         ragops_lexical_matches(t.query, t.parts) AS c
+         ragops_lexical_matches(t.parts) AS c
          JOIN documents d ON d.id = c.document_id
     WHERE {filters}
 ),
