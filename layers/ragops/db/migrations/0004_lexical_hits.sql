@@ -4,10 +4,11 @@
 -- subplan run once a match (about 3 us each). Here each term is looked up in the GIN index
 -- on its own, and a chunk's hits are how many of the lookups found it: the same rows and
 -- counts (a chunk matches the OR of the terms exactly when one lookup finds it), in about
--- three quarters of the time at 100,000 chunks. Like 0003, the function runs as the table
--- owner and applies the row-level security policy's condition itself, so the GIN index
--- answers and only the caller's own collection's rows come back. 0003's function stays:
--- query functions deployed before this migration call it until they are replaced.
+-- two thirds of the time (3,312 matches of a three-term question at 10,000 chunks: 7.2 ms
+-- against 10.6 ms). Like 0003, the function runs as the table owner and applies the
+-- row-level security policy's condition itself, so the GIN index answers and only the
+-- caller's own collection's rows come back. 0003's function stays: query functions deployed
+-- before this migration call it until they are replaced.
 
 CREATE FUNCTION ragops_lexical_matches(p_parts tsquery[])
 RETURNS TABLE (id bigint, document_id uuid, collection text, hits bigint)
