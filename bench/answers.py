@@ -79,6 +79,8 @@ def _configure_service(database_url: str, model_dir: Path, llm_base_url: str) ->
         RAGOPS_AUTH="off",
         # Bounds the few questions the tiny model answers at length, so a run fits minutes.
         RAGOPS_LLM_MAX_TOKENS=str(LLM_MAX_TOKENS),
+        # Runs repeat the questions: each request embeds its question, as a new one would.
+        RAGOPS_QUERY_CACHE_SIZE="0",
     )
     if get_service.cache_info().currsize:
         get_service().close()

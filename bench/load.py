@@ -110,6 +110,8 @@ def measure_size(
         "RAGOPS_AUTH": "on",
         # The per-key limit would answer 429s by design; this measures the service itself.
         "RAGOPS_RATE_LIMIT_PER_MINUTE": "0",
+        # Passes repeat the questions: each request embeds its question, as a new one would.
+        "RAGOPS_QUERY_CACHE_SIZE": "0",
         "RAGOPS_LLM_BASE_URL": "",
         "RAGOPS_LOG_LEVEL": "WARNING",
     }

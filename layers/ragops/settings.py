@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(default=60, ge=1)
     ef_search: int = Field(default=100, ge=1, le=1000)
+    query_cache_size: int = Field(
+        default=1024,
+        ge=0,
+        le=1_000_000,
+        description="Query embeddings kept for repeated questions (1.5 KB each); 0 keeps none.",
+    )
 
     # Generation (an OpenAI-compatible chat-completions server; unset = extractive answers)
     llm_base_url: str | None = Field(

@@ -24,7 +24,7 @@ from ragops.db.documents import DocumentVersion
 from ragops.errors import InvalidQueryError
 from ragops.ingest.document import Chunk, embedding_text
 from ragops.models.reranker import relevance
-from ragops.retrieval.search import Searcher, SearchResult
+from ragops.retrieval.search import QueryVectors, Searcher, SearchResult
 from ragops.retrieval.sql import SearchFilters, search_statement
 from ragops.service import Service
 from ragops.settings import SearchMode, Settings
@@ -314,6 +314,60 @@ def test_lexical_leg_ranks_only_the_best_tiers_yet_orders_as_ranking_every_match
     request = searcher.request(question, top_k=candidates, mode="lexical", rerank=False)
     results = searcher.search(request).results
     assert [(r.chunk_id, pytest.approx(r.score)) for r in results] == every[:candidates]
+
+
+# --- query embeddings ---------------------------------------------------------------------
+
+
+class CountedEmbedder:
+    """The real embedder, counting the questions it embeds."""
+
+    def __init__(self, embedder: object):
+        self.embedder = embedder
+        self.questions: list[str] = []
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.questions.append(text)
+        return self.embedder.embed_query(text)  # type: ignore[attr-defined,no-any-return]
+
+
+class CountedModels:
+    def __init__(self, models: object):
+        self.embedder = CountedEmbedder(models.embedder)  # type: ignore[attr-defined]
+        self.embedder_id = models.embedder_id  # type: ignore[attr-defined]
+
+
+def test_a_repeated_question_is_embedded_once_and_finds_the_same(corpus: Corpus) -> None:
+    searcher = corpus.searcher()
+    counted = CountedModels(searcher.models)
+    searcher.query_vectors = QueryVectors(counted, size=8)  # type: ignore[arg-type]
+    question = "What happens when a payment times out?"
+    runs = [searcher.search(searcher.request(question, rerank=False)) for _ in range(3)]
+    assert counted.embedder.questions == [question]
+    assert [ids(run.results) for run in runs[1:]] == [ids(runs[0].results)] * 2
+    kept = searcher.query_vectors.vector(question)
+    np.testing.assert_array_equal(kept, searcher.models.embedder.embed_query(question))
+    with pytest.raises(ValueError, match="read-only"):
+        kept[0] = 1.0
+
+
+def test_query_vectors_drop_the_least_recently_used(corpus: Corpus) -> None:
+    counted = CountedModels(corpus.service.models)
+    vectors = QueryVectors(counted, size=2)  # type: ignore[arg-type]
+    for question in ["refunds", "invoices", "refunds", "backups", "refunds", "invoices"]:
+        vectors.vector(question)
+    # "invoices" was the least recently used when "backups" came, so it is embedded again.
+    assert counted.embedder.questions == ["refunds", "invoices", "backups", "invoices"]
+    assert len(vectors) == 2
+
+
+def test_query_vectors_of_size_zero_keep_nothing(corpus: Corpus) -> None:
+    counted = CountedModels(corpus.service.models)
+    vectors = QueryVectors(counted, size=0)  # type: ignore[arg-type]
+    for _ in range(3):
+        vectors.vector("refunds")
+    assert counted.embedder.questions == ["refunds"] * 3
+    assert len(vectors) == 0
 
 
 # --- fusion and reranking ----------------------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +16,7 @@ from ragops.db.database import Database
 from ragops.errors import InvalidQueryError
 from ragops.ingest.document import embedding_text
 from ragops.models import Models
+from ragops.models.embedder import Vectors
 from ragops.models.reranker import relevance
 from ragops.retrieval.sql import SearchFilters, search_statement
 from ragops.settings import SearchMode, Settings
@@ -66,11 +69,48 @@ class SearchResponse:
     timings_ms: dict[str, float]
 
 
+class QueryVectors:
+    """The embeddings of the latest distinct questions, least recently used dropped first.
+
+    A repeated question (a retry, the next page of results, an answer asked after a search)
+    skips the embedder: about 3.5 ms of a search on two cores. Vectors are read-only, as
+    every caller shares them. Safe from several threads; `size` 0 keeps nothing.
+    """
+
+    def __init__(self, models: Models, size: int):
+        self.models = models
+        self.size = size
+        self._vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def vector(self, text: str) -> Vectors:
+        if self.size == 0:
+            return self.models.embedder.embed_query(text)
+        key = (self.models.embedder_id, text)
+        with self._lock:
+            kept = self._vectors.get(key)
+            if kept is not None:
+                self._vectors.move_to_end(key)
+                return kept
+        vector = self.models.embedder.embed_query(text)
+        vector.flags.writeable = False
+        with self._lock:
+            self._vectors[key] = vector
+            self._vectors.move_to_end(key)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return vector
+
+
 class Searcher:
     def __init__(self, db: Database, models: Models, settings: Settings):
         self.db = db
         self.models = models
         self.settings = settings
+        self.query_vectors = QueryVectors(models, settings.query_cache_size)
 
     def request(
         self,
@@ -111,7 +151,7 @@ class Searcher:
             "rrf_k": self.settings.rrf_k,
         }
         if request.mode != "lexical":
-            params["embedding"] = self.models.embedder.embed_query(request.query)
+            params["embedding"] = self.query_vectors.vector(request.query)
         timings["embed"] = ms_since(started)
 
         fetch = max(request.top_k, self.settings.rerank_candidates if request.rerank else 0)
