@@ -381,7 +381,7 @@ def _index(args: argparse.Namespace, settings: Settings) -> int:
                     return 0
                 seconds = rebuild_index(conn, wanted, args.maintenance_work_mem)
                 print(f"rebuilt {INDEX_NAME} in {seconds:.1f} s")
-                current = index_parameters(conn)
+                current = wanted
             row = conn.execute(
                 "SELECT pg_size_pretty(pg_relation_size(to_regclass(%s))),"
                 " (SELECT count(*) FROM chunks)",

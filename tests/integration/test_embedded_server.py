@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ragops.db.embedded import MIN_SHARED_BUFFERS_MB, default_shared_buffers_mb
+from ragops.db.embedded import (
+    MIN_SHARED_BUFFERS_MB,
+    _postmaster_alive,
+    default_shared_buffers_mb,
+)
 
 # Starts the server for a data folder (argv[1]) with shared buffers (argv[2], "" for the
 # default), prints what the server reports, and exits: the package stops the server then.
@@ -37,17 +41,7 @@ def _start_once(data_dir: Path, megabytes: int | None) -> str:
 
 
 def _postmaster_running(data_dir: Path) -> bool:
-    pid_file = data_dir / "pgdata" / "postmaster.pid"
-    if not pid_file.exists():
-        return False
-    pid = int(pid_file.read_text().split("\n", 1)[0])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _postmaster_alive((data_dir / "pgdata").resolve())
 
 
 def test_a_started_server_gets_the_asked_shared_buffers_and_is_still_stopped_at_exit(

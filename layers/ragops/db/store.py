@@ -56,10 +56,21 @@ def check_store_model(conn: psycopg.Connection, model_id: str, dimension: int) -
 
 
 def _set_dimension(conn: psycopg.Connection, dimension: int) -> None:
+    _replace_embedding_column(conn, dimension)
+
+
+def _replace_embedding_column(
+    conn: psycopg.Connection, dimension: int, fill: str | None = None
+) -> None:
+    """A new `vector(dimension)` embedding column in place of the old one, filled by the
+    statement `fill` (if any), then indexed with the old index's parameters."""
     parameters = index_parameters(conn)
     _drop_index(conn, INDEX_NAME)
     conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
-    conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)}) NOT NULL")
+    conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)})")
+    if fill is not None:
+        conn.execute(fill)
+    conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET NOT NULL")
     conn.execute(_create_index(INDEX_NAME, parameters))
 
 
@@ -212,15 +223,11 @@ def reembed(
                     progress(len(rows))
         # The swap: from here to the commit, searches wait.
         conn.execute("LOCK TABLE store_info IN EXCLUSIVE MODE")
-        parameters = index_parameters(conn)
-        _drop_index(conn, INDEX_NAME)
-        conn.execute("ALTER TABLE chunks DROP COLUMN embedding")
-        conn.execute(f"ALTER TABLE chunks ADD COLUMN embedding vector({int(dimension)})")
-        conn.execute(
-            "UPDATE chunks c SET embedding = r.embedding FROM reembedded r WHERE r.id = c.id"
+        _replace_embedding_column(
+            conn,
+            dimension,
+            fill="UPDATE chunks c SET embedding = r.embedding FROM reembedded r WHERE r.id = c.id",
         )
-        conn.execute("ALTER TABLE chunks ALTER COLUMN embedding SET NOT NULL")
-        conn.execute(_create_index(INDEX_NAME, parameters))
         conn.execute("DELETE FROM store_info")
         conn.execute(
             "INSERT INTO store_info (embedding_model, embedding_dim) VALUES (%s, %s)",
