@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from ragops.resources import get_service
 from tests.e2e.conftest import (
     ApiResponse,
     Stack,
@@ -332,6 +333,28 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(
     assert tenants.call(tenants.beta, "GET", "/v1/documents").status == 200
     reset_process_resources()
     assert tenants.call(tenants.alpha, "GET", "/v1/ingest/stats").status == 429
+
+
+def test_with_no_rate_limit_a_remembered_key_costs_no_connection(
+    tenants: Tenants, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request looks the key up; later ones reach only the route's own query."""
+    monkeypatch.setenv("RAGOPS_RATE_LIMIT_PER_MINUTE", "0")
+    reset_process_resources()
+    unknown = "rgo_" + "Q" * 43
+    assert tenants.call(tenants.alpha, "GET", "/v1/documents").status == 200
+    assert tenants.call(unknown, "GET", "/v1/documents").status == 401
+    pool = get_service().db.pool
+    before = pool.get_stats()["requests_num"]
+
+    again = tenants.call(tenants.alpha, "GET", "/v1/documents")
+    refused = tenants.call(unknown, "GET", "/v1/documents")
+
+    assert again.status == 200
+    assert [d["source"] for d in again.body["documents"]] == [tenants.stack.source(ALPHA_KEY)]
+    assert refused.status == 401
+    assert "unknown or revoked" in refused.body["detail"]
+    assert pool.get_stats()["requests_num"] - before == 1
 
 
 def test_a_revoked_key_is_refused_once_the_cache_allows(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import psycopg_pool
 import pytest
 
 from ragops.access import keys
@@ -77,14 +78,21 @@ class Clock:
         return self.now
 
 
-def test_a_revoked_key_keeps_working_only_until_the_cache_expires(
+def _cached_lookups(
     db: Database, settings: Settings
-) -> None:
+) -> tuple[Clock, Authenticator, Settings, keys.ApiKey, str]:
+    """An authenticator on a test clock that trusts a lookup for 30 s, and a new key."""
     clock = Clock()
-    authenticator = Authenticator(clock)
     config = _authenticator_settings(settings, auth_cache_seconds=30)
     with db.pool.connection() as conn:
         record, secret = keys.create_key(conn, "handbook")
+    return clock, Authenticator(clock), config, record, secret
+
+
+def test_a_revoked_key_keeps_working_only_until_the_cache_expires(
+    db: Database, settings: Settings
+) -> None:
+    clock, authenticator, config, record, secret = _cached_lookups(db, settings)
     headers = {"authorization": f"Bearer {secret}"}
 
     principal = authenticator.authenticate(db, config, headers)
@@ -96,6 +104,35 @@ def test_a_revoked_key_keeps_working_only_until_the_cache_expires(
     assert authenticator.authenticate(db, config, headers) == principal
     clock.now += 2
     with pytest.raises(AuthenticationError, match="unknown or revoked"):
+        authenticator.authenticate(db, config, headers)
+
+
+def test_a_remembered_key_is_answered_without_the_database(
+    db: Database, settings: Settings
+) -> None:
+    """With no request to count, a key looked up a moment ago needs no connection."""
+    clock, authenticator, config, record, secret = _cached_lookups(db, settings)
+    headers = {"x-api-key": secret}
+    unknown = {"x-api-key": "rgo_" + "B" * 43}
+    assert authenticator.remembered(config, headers) is None
+    principal = authenticator.authenticate(db, config, headers)
+    assert principal == Principal(("handbook",), f"key:{record.id}")
+    with pytest.raises(AuthenticationError, match="unknown or revoked"):
+        authenticator.authenticate(db, config, unknown)
+
+    db.close()  # from here on, any database use would fail
+    assert authenticator.remembered(config, headers) == principal
+    assert authenticator.authenticate(db, config, headers) == principal
+    with pytest.raises(AuthenticationError, match="unknown or revoked"):
+        authenticator.remembered(config, unknown)
+    with pytest.raises(AuthenticationError, match="malformed"):
+        authenticator.remembered(config, {"x-api-key": "sk-other"})
+    # A request to count, or a lookup too old to trust, needs the database again.
+    counted = config.model_copy(update={"rate_limit_per_minute": 10})
+    assert authenticator.remembered(counted, headers) is None
+    clock.now += 31
+    assert authenticator.remembered(config, headers) is None
+    with pytest.raises(psycopg_pool.PoolClosed):
         authenticator.authenticate(db, config, headers)
 
 

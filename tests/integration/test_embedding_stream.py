@@ -4,6 +4,7 @@ alone)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,29 @@ def test_a_model_failure_fails_the_documents_of_its_group_and_no_others(
     }
     failure = next(item for item in released if isinstance(item, EmbedFailed))
     assert "the model failed on this batch" in failure.reason
+
+
+def test_one_run_is_embedded_in_the_calling_thread_and_several_on_the_workers(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query is one run: a worker would only add a thread switch to the search."""
+    threads: list[int] = []
+    run = embedder._run
+
+    def recording_run(pieces: list[list[int]]) -> Any:
+        threads.append(threading.get_ident())
+        return run(pieces)
+
+    monkeypatch.setattr(embedder, "_run", recording_run)
+    texts = [f"passage {i} names lighthouse {i * 7}" for i in range(12)]
+    query = embedder.embed_query("which lighthouse is number 21?")
+    assert threads == [threading.get_ident()]
+
+    threads.clear()
+    together = embedder.embed(texts, batch_size=2)
+    assert len(threads) == 6
+    if embedder._runner.workers > 1:  # one worker runs every batch in the caller
+        assert threading.get_ident() not in threads
+    alone = np.stack([embedder.embed([text])[0] for text in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+    assert query.shape == (embedder.dimension,)

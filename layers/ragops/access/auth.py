@@ -50,6 +50,17 @@ class Principal:
 ANYONE = Principal(collections=None)
 
 
+def _key_principal(grant: KeyGrant | None) -> Principal:
+    if grant is None:
+        raise AuthenticationError("the API key is not valid (unknown or revoked)")
+    return Principal((grant.collection,), f"key:{grant.key_id}")
+
+
+def _claims_principal(claims: Mapping[str, Any], claim: str) -> Principal:
+    subject = claims.get("sub")
+    return Principal(claimed_collections(claims, claim), f"jwt:{subject}" if subject else None)
+
+
 def presented_key(headers: Mapping[str, str]) -> str:
     """The API key in `Authorization: Bearer` or `X-API-Key`; a clear 401 if there is none."""
     authorization = headers.get("authorization")
@@ -110,13 +121,12 @@ class Authenticator:
         event: Mapping[str, Any] | None = None,
     ) -> Principal:
         """The request's principal, its request counted; raises 401, 403 or 429 errors."""
-        if settings.auth == "off":
-            return ANYONE
+        known = self.remembered(settings, headers, event)
+        if known is not None:
+            return known
         claims = jwt_claims(event) if settings.jwt_collections_claim else None
         if claims is not None and settings.jwt_collections_claim:
-            collections = claimed_collections(claims, settings.jwt_collections_claim)
-            subject = claims.get("sub")
-            principal = Principal(collections, f"jwt:{subject}" if subject else None)
+            principal = _claims_principal(claims, settings.jwt_collections_claim)
             if principal.subject and settings.rate_limit_per_minute:
                 with db.pool.connection() as conn, collection_scope(conn, "", NO_FLUSH):
                     enforce_rate_limit(conn, principal.subject, settings.rate_limit_per_minute)
@@ -125,22 +135,46 @@ class Authenticator:
         # Both lookups run as the API's role, which reaches keys and counters only through
         # the two functions of migration 0002; an empty collection shows no document.
         with db.pool.connection() as conn, collection_scope(conn, "", NO_FLUSH):
-            grant = self._grant(conn, secret, settings.auth_cache_seconds)
-            if grant is None:
-                raise AuthenticationError("the API key is not valid (unknown or revoked)")
-            subject = f"key:{grant.key_id}"
-            if settings.rate_limit_per_minute:
-                enforce_rate_limit(conn, subject, settings.rate_limit_per_minute)
-        return Principal((grant.collection,), subject)
+            principal = _key_principal(self._grant(conn, secret, settings.auth_cache_seconds))
+            if principal.subject and settings.rate_limit_per_minute:
+                enforce_rate_limit(conn, principal.subject, settings.rate_limit_per_minute)
+        return principal
+
+    def remembered(
+        self,
+        settings: Settings,
+        headers: Mapping[str, str],
+        event: Mapping[str, Any] | None = None,
+    ) -> Principal | None:
+        """The principal when the database has nothing to add, else None (`authenticate`).
+
+        With no rate limit to count, that is: auth off, a token's claims, or a key looked up
+        less than RAGOPS_AUTH_CACHE_SECONDS ago. No I/O, so an event loop may call it; it
+        refuses what `authenticate` would refuse, with the same errors.
+        """
+        if settings.auth == "off":
+            return ANYONE
+        if settings.rate_limit_per_minute:
+            return None
+        claims = jwt_claims(event) if settings.jwt_collections_claim else None
+        if claims is not None and settings.jwt_collections_claim:
+            return _claims_principal(claims, settings.jwt_collections_claim)
+        cached = self._cached(key_hash(presented_key(headers)))
+        return None if cached is None else _key_principal(cached[1])
+
+    def _cached(self, digest: str) -> tuple[float, KeyGrant | None] | None:
+        """The unexpired lookup of a key's hash: (expiry, its grant or None if refused)."""
+        with self._lock:
+            cached = self._cache.get(digest)
+        return cached if cached is not None and cached[0] > self._clock() else None
 
     def _grant(self, conn: Any, secret: str, ttl: float) -> KeyGrant | None:
         # Remembered by hash: the process keeps no key it was sent.
         digest = key_hash(secret)
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
+        cached = self._cached(digest)
+        if cached is not None:
             return cached[1]
+        now = self._clock()
         grant = authenticate(conn, secret)
         if ttl > 0:
             self._remember(digest, now + ttl, grant)

@@ -19,7 +19,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from ragops.access.auth import ANYONE, Authenticator, Principal
+from ragops.access.auth import Authenticator, Principal
 from ragops.api.errors import database_error, ragops_error
 from ragops.errors import RagopsError
 from ragops.resources import get_service
@@ -30,7 +30,8 @@ PUBLIC_ROUTE = "public_route"
 
 
 class AccessMiddleware(ASGIMiddleware):
-    """Authenticates each request (in a worker thread: lookups are blocking database calls).
+    """Authenticates each request (in a worker thread when it needs the database: lookups
+    and rate-limit counts are blocking calls).
 
     A refusal is answered here, inside the request observer, so it is logged with its
     status and request id like any other response.
@@ -60,10 +61,13 @@ class AccessMiddleware(ASGIMiddleware):
 
     async def _principal(self, scope: Scope) -> Principal:
         service = get_service()
-        if service.settings.auth == "off":
-            return ANYONE
         event = cast("dict[str, Any]", scope).get("aws.event")
-        check = partial(self._authenticate, service, Headers.from_scope(scope), event)
+        headers = Headers.from_scope(scope)
+        # A remembered key with no request to count is answered here, without a thread.
+        known = self.authenticator.remembered(service.settings, headers, event)
+        if known is not None:
+            return known
+        check = partial(self._authenticate, service, headers, event)
         return await anyio.to_thread.run_sync(check)
 
     def _authenticate(

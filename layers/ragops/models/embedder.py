@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -94,9 +94,13 @@ class Embedder:
         """One normalized vector per text, in input order.
 
         `pieces`, the texts' word pieces (special tokens excluded) when the caller has
-        them already, saves tokenizing the texts again.
+        them already, saves tokenizing the texts again. A single run (a query) runs in
+        the calling thread: handing it to a worker would only add a thread switch.
         """
-        return self.start(texts, batch_size, pieces).result()
+        out, batches, run = self._plan(texts, batch_size, pieces)
+        for batch, vectors in zip(batches, self._runner.map(run, batches), strict=True):
+            out[batch] = vectors
+        return out
 
     def start(
         self,
@@ -105,9 +109,19 @@ class Embedder:
         pieces: Sequence[Sequence[int]] | None = None,
     ) -> PendingVectors:
         """Queue the texts' batches on the model's workers; `result()` waits for them."""
+        out, batches, run = self._plan(texts, batch_size, pieces)
+        return PendingVectors(out, batches, self._runner.submit(run, batches))
+
+    def _plan(
+        self,
+        texts: Sequence[str],
+        batch_size: int,
+        pieces: Sequence[Sequence[int]] | None,
+    ) -> tuple[Vectors, list[list[int]], Callable[[list[int]], Vectors]]:
+        """The output array, the runs (lists of text positions) and what embeds one run."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        if not texts:
-            return PendingVectors(out, [], [])
+        if pieces is None and not texts:
+            pieces = []
         if pieces is None:
             encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
             pieces = [enc.ids for enc in encodings]
@@ -118,8 +132,7 @@ class Embedder:
         # Sorting by length makes each batch pad to nearly its own length.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-        futures = self._runner.submit(lambda batch: self._run([ids[i] for i in batch]), batches)
-        return PendingVectors(out, batches, futures)
+        return out, batches, lambda batch: self._run([ids[i] for i in batch])
 
     def embed_query(self, text: str) -> Vectors:
         vector: Vectors = self.embed([self.spec.query_prefix + text])[0]
