@@ -192,6 +192,8 @@ async def _pass(
     """
     latencies: list[float] = []
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    # Per answered request: the client's time less the service's own (HTTP, framework, auth).
+    outside: list[float] = []
     errors: list[int] = []
     queue: asyncio.Queue[str] = asyncio.Queue()
     for i in range(requests):
@@ -205,18 +207,27 @@ async def _pass(
                 status, body = await connection.post(path, {"query": query, **extra})
             except (OSError, ResponseError, asyncio.IncompleteReadError):
                 status, body = 0, None
-            latencies.append((time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            latencies.append(elapsed_ms)
             if status != 200:
                 errors.append(status)
                 continue
             timings = body["meta"].get("timings_ms", {})
             for stage in STAGES:
                 stages[stage].append(float(timings.get(stage, 0.0)))
+            if "total" in timings:
+                outside.append(elapsed_ms - float(timings["total"]))
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(connection) for connection in connections))
     seconds = time.perf_counter() - started
-    return {"latencies": latencies, "stages": stages, "errors": errors, "seconds": seconds}
+    return {
+        "latencies": latencies,
+        "stages": stages,
+        "outside": outside,
+        "errors": errors,
+        "seconds": seconds,
+    }
 
 
 def _summarize(route: str, concurrency: int, passes: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -237,6 +248,11 @@ def _summarize(route: str, concurrency: int, passes: Sequence[dict[str, Any]]) -
         "requests": sum(len(p["latencies"]) for p in passes),
         "errors": sum(len(p["errors"]) for p in passes),
         "stage_share": {s: stage_ms[s] / total for s in STAGES},
+        "stage_p50_ms": {
+            s: statistics.median([t for p in passes for t in p["stages"][s]] or [0.0])
+            for s in STAGES
+        },
+        "outside_p50_ms": statistics.median([t for p in passes for t in p["outside"]] or [0.0]),
     }
 
 
@@ -267,7 +283,9 @@ def render(report: dict[str, Any]) -> str:
         f"{report['requests_per_pass']} requests per pass; percentiles are medians over "
         f"{report['runs']} pass(es).",
         "`/v1/query` has no LLM configured, so it answers extractively: retrieval, reranking",
-        "and the answer's assembly. Stage shares are of the server's embed + SQL + rerank time.",
+        "and the answer's assembly. Stage shares are of the server's embed + SQL + rerank time;",
+        "the stage medians are the server's, and \"outside\" is the client's time less the",
+        "service's own (HTTP, the framework, authentication and JSON, both ends).",
         "",
     ]
     for size in report["sizes"]:
@@ -281,6 +299,7 @@ def render(report: dict[str, Any]) -> str:
                 f"{r['throughput']:.1f}",
                 f"{r['errors']} of {r['requests']}",
                 " / ".join(f"{r['stage_share'][s]:.0%}" for s in STAGES),
+                _stage_medians(r),
             ]
             for r in size["results"]
         ]
@@ -309,6 +328,7 @@ def render(report: dict[str, Any]) -> str:
                     "req/s",
                     "errors",
                     "embed / SQL / rerank",
+                    "p50 ms: embed / SQL / rerank / outside",
                 ],
                 rows,
             ),
@@ -317,6 +337,14 @@ def render(report: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _stage_medians(row: dict[str, Any]) -> str:
+    """The server's median per stage and the time outside it (absent from older results)."""
+    stages = row.get("stage_p50_ms")
+    if stages is None:
+        return "-"
+    return " / ".join([*(f"{stages[s]:.1f}" for s in STAGES), f"{row['outside_p50_ms']:.1f}"])
 
 
 def _charts(size: dict[str, Any]) -> str:

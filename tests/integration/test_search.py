@@ -691,3 +691,56 @@ def test_filtered_search_in_a_small_collection_fills_top_k(
         filters=SearchFilters(collection="small"),
     )
     assert len(searcher.search(request).results) == 20
+
+
+MANY_DOCUMENTS = 2_500
+
+
+@pytest.fixture(scope="module")
+def many_documents(
+    server_url: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """2,500 one-chunk documents, every chunk naming a lantern (real embeddings of 64)."""
+    words = list(itertools.product(ADJECTIVES, NOUNS))
+    texts = [f"The {a} lantern by the {n} stays lit." for a, n in words]
+    with fresh_database(server_url) as url:
+        service = Service(make_settings(url, model_dir, tmp_path_factory.mktemp("many")))
+        try:
+            vectors = service.models.embedder.embed(texts)
+            with service.db.pool.connection() as conn:
+                for doc in range(MANY_DOCUMENTS):
+                    pick = doc % len(texts)
+                    documents.save_ready(
+                        conn,
+                        DocumentVersion("default", f"s3://docs/{doc}.txt", 1),
+                        [Chunk(0, texts[pick], 9)],
+                        vectors[[pick]],
+                        service.models.embedder_id,
+                    )
+                conn.execute("ANALYZE")
+            yield service
+        finally:
+            service.close()
+
+
+def test_many_full_text_matches_meet_their_documents_in_one_hash(many_documents: Service) -> None:
+    """Probing the documents' key once a match costs about 3 us each: thousands of matches
+    (a question of common words) join the documents table read once instead."""
+    searcher = many_documents.searcher
+    request = searcher.request("lantern", top_k=10, mode="lexical", rerank=False)
+    statement, params = search_statement("lexical", request.filters)
+    params.update(
+        query=request.query,
+        match_all=False,
+        candidates=many_documents.settings.candidates,
+        limit=request.top_k,
+    )
+    with many_documents.db.scoped("default") as conn:
+        plan = "\n".join(row[0] for row in conn.execute(sql.SQL("EXPLAIN ") + statement, params))
+    assert "Seq Scan on documents" in plan, plan
+    # The one probe left fetches the documents of the 10 results.
+    assert plan.count("Index Scan using documents_pkey on documents") == 1, plan
+
+    results = searcher.search(request).results
+    assert len(results) == 10
+    assert all("lantern" in r.content for r in results)

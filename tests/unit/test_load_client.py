@@ -136,3 +136,33 @@ def test_a_new_connection_closed_unanswered_or_garbled_is_an_error(
         asyncio.run(first_answer(closing))
     with pytest.raises(loadclient.ResponseError, match="not an HTTP/1\\.1 status line"):
         asyncio.run(first_answer(garbling))
+
+
+def test_a_rows_stage_medians_pool_every_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import load
+
+    def one_pass(
+        latencies: list[float], rerank: list[float], outside: list[float]
+    ) -> dict[str, object]:
+        return {
+            "latencies": latencies,
+            "stages": {"embed": [4.0] * len(latencies), "retrieve": [10.0, 12.0], "rerank": rerank},
+            "outside": outside,
+            "errors": [],
+            "seconds": 1.0,
+        }
+
+    row = load._summarize(
+        "/v1/search",
+        1,
+        [
+            one_pass([20.0, 30.0], [100.0, 300.0], [1.0, 2.0]),
+            one_pass([40.0, 50.0], [200.0, 400.0], [3.0, 9.0]),
+        ],
+    )
+    assert row["stage_p50_ms"] == {"embed": 4.0, "retrieve": 11.0, "rerank": 250.0}
+    assert row["outside_p50_ms"] == 2.5
+    assert row["stage_share"]["rerank"] == pytest.approx(1000.0 / (16.0 + 44.0 + 1000.0))
+    assert load._stage_medians(row) == "4.0 / 11.0 / 250.0 / 2.5"
+    assert load._stage_medians({"route": "older results"}) == "-"
