@@ -612,6 +612,33 @@ BIG_DOCS, BIG_DOC_CHUNKS = 30, 100
 SMALL_DOCS, SMALL_DOC_CHUNKS = 3, 10
 
 
+@contextmanager
+def sentence_store(
+    url: str, model_dir: Path, data_dir: Path, texts: list[str], layout: list[tuple[str, list[int]]]
+) -> Iterator[Service]:
+    """A store of real embeddings of `texts`: one ready document per (source, the indexes of
+    its chunks' texts) of `layout`, in the collection the source's bucket names, analyzed."""
+    service = Service(make_settings(url, model_dir, data_dir))
+    try:
+        embedder = service.models.embedder
+        vectors = embedder.embed(texts)
+        sizes = [embedder.count_tokens(text) for text in texts]
+        with service.db.pool.connection() as conn:
+            for source, picks in layout:
+                collection = source.removeprefix("s3://").split("/")[0]
+                documents.save_ready(
+                    conn,
+                    DocumentVersion(collection, source, 1),
+                    [Chunk(i, texts[j], sizes[j]) for i, j in enumerate(picks)],
+                    vectors[picks],
+                    service.models.embedder_id,
+                )
+            conn.execute("ANALYZE")
+        yield service
+    finally:
+        service.close()
+
+
 @pytest.fixture(scope="module")
 def big_store(
     server_url: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -619,28 +646,18 @@ def big_store(
     """3,000 chunks in collection `big`, 30 in `small`; embeddings of 300 real sentences."""
     words = itertools.product(ADJECTIVES, NOUNS, VERBS)
     texts = [f"The {a} {n} {v} at dawn." for a, n, v in itertools.islice(words, 300)]
+    layout = [
+        (f"s3://{collection}/{doc}.txt", [(doc * 37 + i * 7) % len(texts) for i in range(chunks)])
+        for collection, doc_count, chunks in [
+            ("big", BIG_DOCS, BIG_DOC_CHUNKS),
+            ("small", SMALL_DOCS, SMALL_DOC_CHUNKS),
+        ]
+        for doc in range(doc_count)
+    ]
     with fresh_database(server_url) as url:
         url = psycopg.conninfo.make_conninfo(url, options=PREFER_HNSW)
-        service = Service(make_settings(url, model_dir, tmp_path_factory.mktemp("big")))
-        try:
-            vectors = service.models.embedder.embed(texts)
-            layout = [("big", BIG_DOCS, BIG_DOC_CHUNKS), ("small", SMALL_DOCS, SMALL_DOC_CHUNKS)]
-            with service.db.pool.connection() as conn:
-                for collection, doc_count, chunk_count in layout:
-                    for doc in range(doc_count):
-                        picks = [(doc * 37 + i * 7) % len(texts) for i in range(chunk_count)]
-                        chunks = [Chunk(i, texts[j], 8) for i, j in enumerate(picks)]
-                        documents.save_ready(
-                            conn,
-                            DocumentVersion(collection, f"s3://{collection}/{doc}.txt", 1),
-                            chunks,
-                            vectors[picks],
-                            service.models.embedder_id,
-                        )
-                conn.execute("ANALYZE")
-            yield service
-        finally:
-            service.close()
+        with sentence_store(url, model_dir, tmp_path_factory.mktemp("big"), texts, layout) as s:
+            yield s
 
 
 def test_filtered_vector_search_returns_top_k_through_hnsw(big_store: Service) -> None:
@@ -703,24 +720,12 @@ def many_documents(
     """2,500 one-chunk documents, every chunk naming a lantern (real embeddings of 64)."""
     words = list(itertools.product(ADJECTIVES, NOUNS))
     texts = [f"The {a} lantern by the {n} stays lit." for a, n in words]
-    with fresh_database(server_url) as url:
-        service = Service(make_settings(url, model_dir, tmp_path_factory.mktemp("many")))
-        try:
-            vectors = service.models.embedder.embed(texts)
-            with service.db.pool.connection() as conn:
-                for doc in range(MANY_DOCUMENTS):
-                    pick = doc % len(texts)
-                    documents.save_ready(
-                        conn,
-                        DocumentVersion("default", f"s3://docs/{doc}.txt", 1),
-                        [Chunk(0, texts[pick], 9)],
-                        vectors[[pick]],
-                        service.models.embedder_id,
-                    )
-                conn.execute("ANALYZE")
-            yield service
-        finally:
-            service.close()
+    layout = [(f"s3://default/{doc}.txt", [doc % len(texts)]) for doc in range(MANY_DOCUMENTS)]
+    with (
+        fresh_database(server_url) as url,
+        sentence_store(url, model_dir, tmp_path_factory.mktemp("many"), texts, layout) as s,
+    ):
+        yield s
 
 
 def test_many_full_text_matches_meet_their_documents_in_one_hash(many_documents: Service) -> None:
