@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ragops.db.embedded import embedded_database_url
+from ragops.db.embedded import _is_zombie, _process_exists, embedded_database_url
 from tests.e2e.conftest import lambda_env, stack  # noqa: F401 (fixtures for this folder)
 
 # What the fault tests injected and checked, summed over the session for the report.
@@ -70,10 +70,17 @@ class EmbeddedServer:
 
         pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.pgdata, user=_server_user())
 
-    def kill(self) -> int:
-        """SIGKILL the postmaster (its backends notice and exit); returns its pid."""
+    def kill(self, timeout: float = 30) -> int:
+        """SIGKILL the postmaster (its backends notice and exit); returns its pid once it
+        has died. The signal is delivered asynchronously: a server started at once could
+        still find the postmaster running, join it, and be refused as it dies."""
         pid = self.postmaster_pid()
         os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while _postmaster_running(pid):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the postmaster {pid} outlived SIGKILL by {timeout:.0f} s")
+            time.sleep(0.01)
         return pid
 
     def start(self) -> str:
@@ -96,6 +103,11 @@ class EmbeddedServer:
                     return int(row[0])
                 time.sleep(0.02)
         raise AssertionError(f"no backend ran {query_prefix!r} waiting on {wait_event}")
+
+
+def _postmaster_running(pid: int) -> bool:
+    """Neither gone nor a zombie waiting for its parent to reap it."""
+    return _process_exists(pid) and not _is_zombie(pid)
 
 
 def _server_user() -> str | None:
