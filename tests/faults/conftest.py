@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ragops.db.embedded import _is_zombie, _process_exists, embedded_database_url
+from ragops.db.embedded import _postmaster_alive, embedded_database_url
 from tests.e2e.conftest import lambda_env, stack  # noqa: F401 (fixtures for this folder)
 
 # What the fault tests injected and checked, summed over the session for the report.
@@ -77,7 +77,7 @@ class EmbeddedServer:
         pid = self.postmaster_pid()
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + timeout
-        while _postmaster_running(pid):
+        while _postmaster_alive(self.pgdata):  # its pid file names it until a new start
             if time.monotonic() > deadline:
                 raise AssertionError(f"the postmaster {pid} outlived SIGKILL by {timeout:.0f} s")
             time.sleep(0.01)
@@ -103,11 +103,6 @@ class EmbeddedServer:
                     return int(row[0])
                 time.sleep(0.02)
         raise AssertionError(f"no backend ran {query_prefix!r} waiting on {wait_event}")
-
-
-def _postmaster_running(pid: int) -> bool:
-    """Neither gone nor a zombie waiting for its parent to reap it."""
-    return _process_exists(pid) and not _is_zombie(pid)
 
 
 def _server_user() -> str | None:

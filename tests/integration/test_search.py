@@ -614,18 +614,21 @@ SMALL_DOCS, SMALL_DOC_CHUNKS = 3, 10
 
 @contextmanager
 def sentence_store(
-    url: str, model_dir: Path, data_dir: Path, texts: list[str], layout: list[tuple[str, list[int]]]
+    url: str,
+    model_dir: Path,
+    data_dir: Path,
+    texts: list[str],
+    layout: list[tuple[str, str, list[int]]],
 ) -> Iterator[Service]:
-    """A store of real embeddings of `texts`: one ready document per (source, the indexes of
-    its chunks' texts) of `layout`, in the collection the source's bucket names, analyzed."""
+    """A store of real embeddings of `texts`, analyzed: one ready document per (collection,
+    source, the indexes of its chunks' texts) of `layout`."""
     service = Service(make_settings(url, model_dir, data_dir))
     try:
         embedder = service.models.embedder
         vectors = embedder.embed(texts)
         sizes = [embedder.count_tokens(text) for text in texts]
         with service.db.pool.connection() as conn:
-            for source, picks in layout:
-                collection = source.removeprefix("s3://").split("/")[0]
+            for collection, source, picks in layout:
                 documents.save_ready(
                     conn,
                     DocumentVersion(collection, source, 1),
@@ -647,7 +650,11 @@ def big_store(
     words = itertools.product(ADJECTIVES, NOUNS, VERBS)
     texts = [f"The {a} {n} {v} at dawn." for a, n, v in itertools.islice(words, 300)]
     layout = [
-        (f"s3://{collection}/{doc}.txt", [(doc * 37 + i * 7) % len(texts) for i in range(chunks)])
+        (
+            collection,
+            f"s3://{collection}/{doc}.txt",
+            [(doc * 37 + i * 7) % len(texts) for i in range(chunks)],
+        )
         for collection, doc_count, chunks in [
             ("big", BIG_DOCS, BIG_DOC_CHUNKS),
             ("small", SMALL_DOCS, SMALL_DOC_CHUNKS),
@@ -720,7 +727,9 @@ def many_documents(
     """2,500 one-chunk documents, every chunk naming a lantern (real embeddings of 64)."""
     words = list(itertools.product(ADJECTIVES, NOUNS))
     texts = [f"The {a} lantern by the {n} stays lit." for a, n in words]
-    layout = [(f"s3://default/{doc}.txt", [doc % len(texts)]) for doc in range(MANY_DOCUMENTS)]
+    layout = [
+        ("default", f"s3://default/{doc}.txt", [doc % len(texts)]) for doc in range(MANY_DOCUMENTS)
+    ]
     with (
         fresh_database(server_url) as url,
         sentence_store(url, model_dir, tmp_path_factory.mktemp("many"), texts, layout) as s,

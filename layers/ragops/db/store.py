@@ -40,7 +40,8 @@ def check_store_model(conn: psycopg.Connection, model_id: str, dimension: int) -
         current = stored_model(conn)
         if current is None:
             if column_dimension(conn) != dimension:
-                _set_dimension(conn, dimension)
+                # An empty store: nothing to fill the new column with.
+                _replace_embedding_column(conn, dimension)
             conn.execute(
                 "INSERT INTO store_info (embedding_model, embedding_dim) VALUES (%s, %s)",
                 (model_id, dimension),
@@ -53,10 +54,6 @@ def check_store_model(conn: psycopg.Connection, model_id: str, dimension: int) -
             "to re-embed every chunk with the configured model, or configure the store's "
             "model again (RAGOPS_EMBEDDER_VARIANT, RAGOPS_MODEL_DIR)"
         )
-
-
-def _set_dimension(conn: psycopg.Connection, dimension: int) -> None:
-    _replace_embedding_column(conn, dimension)
 
 
 def _replace_embedding_column(

@@ -120,8 +120,6 @@ class Embedder:
     ) -> tuple[Vectors, list[list[int]], Callable[[list[int]], Vectors]]:
         """The output array, the runs (lists of text positions) and what embeds one run."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        if pieces is None and not texts:
-            pieces = []
         if pieces is None:
             encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
             pieces = [enc.ids for enc in encodings]
